@@ -1,0 +1,97 @@
+"""The one interface every pruning method implements.
+
+A method declares (1) how its large model is trained (extra callbacks: none,
+a sparsity penalty, soft pruning, ...), (2) how it prunes a trained model into
+a `PruneResult`, and (3) its fine-tune recipe.  Adding a method = one file in
+this package + one line in `registry.py`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from prunebench.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class NoOptions:
+    """For methods without options."""
+
+
+@dataclass
+class PruneResult:
+    """What a pruning method returns.
+
+    model: a zoo model (``model.spec`` is the pruned architecture) holding the
+        inherited weights.
+    masks: parameter name -> bool tensor, for mask-based methods (the model is then
+        full size with zeros where the mask is False).
+    kept: group name -> kept channel indices, for structured methods.
+    info: JSON-able facts (per-layer kept counts/densities, timings, notes).
+    """
+
+    model: nn.Module
+    masks: dict[str, torch.Tensor] | None = None
+    kept: dict[str, list[int]] | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+class PruneMethod(ABC):
+    """Base class of every pruning method."""
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    Options: ClassVar[type] = NoOptions
+    #: "plain" | "sparsity" | "soft" | "gated": how the large model is trained.
+    large_training_kind: ClassVar[str] = "plain"
+    #: "physical" | "mask": the implementation style of the pruned model.
+    style: ClassVar[str] = "physical"
+
+    def parse_options(self, raw: dict[str, Any] | None) -> Any:
+        """Validate a dict of options into this method's `Options` dataclass."""
+        raw = dict(raw or {})
+        names = {f.name: f for f in dataclasses.fields(self.Options)}
+        unknown = set(raw) - set(names)
+        if unknown:
+            raise ConfigError(
+                f"method {self.name!r}: unknown option(s) {', '.join(sorted(unknown))}; "
+                f"known: {', '.join(sorted(names)) or 'none'}"
+            )
+        try:
+            opts = self.Options(**raw)
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"method {self.name!r}: {e}") from None
+        check = getattr(opts, "validate", None)
+        if check:
+            check()
+        return opts
+
+    def variants(self) -> list[str]:
+        """Named targets this method can hit exactly (for `prune --list`)."""
+        return []
+
+    def large_training(self, opts: Any, spec: Any) -> list[Any]:
+        """Callbacks added while training the large model (default: none)."""
+        return []
+
+    def prepare_large(self, spec: Any, opts: Any) -> Any:
+        """The spec the large model is built from (e.g. SSS adds gates). Default: unchanged."""
+        return spec
+
+    @abstractmethod
+    def prune(self, model: nn.Module, splits: Any, opts: Any, *, seed: int = 0) -> PruneResult:
+        """Prune a trained large model."""
+
+    def finetune(self, opts: Any, base: Any) -> Any | None:
+        """Fine-tune recipe derived from the large model's recipe, or None for no fine-tune stage."""
+        return base.finetune()
+
+    def finetune_callbacks(self, opts: Any, result: PruneResult) -> list[Any]:
+        """Callbacks used while fine-tuning (mask methods keep their zeros via the trainer's masks)."""
+        return []
