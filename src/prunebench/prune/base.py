@@ -89,8 +89,8 @@ class PruneMethod(ABC):
         """Prune a trained large model."""
 
     def finetune(self, opts: Any, base: Any) -> Any | None:
-        """Fine-tune recipe derived from the large model's recipe, or None for no fine-tune stage."""
-        return base.finetune()
+        """Fine-tune recipe (`base` is the experiment's configured one), or None for no fine-tune stage."""
+        return base
 
     def finetune_callbacks(self, opts: Any, result: PruneResult) -> list[Any]:
         """Callbacks used while fine-tuning (mask methods keep their zeros via the trainer's masks)."""
