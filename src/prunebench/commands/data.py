@@ -1,14 +1,85 @@
-"""`prunebench data` (placeholder until implemented)."""
+"""`prunebench data`: list, inspect and fetch data sets."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
+
+from prunebench.data import NORMS, dataset_info, fetch, list_datasets, load
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
+    sub = parser.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+    sub.add_parser("list", help="list the known data sets", description="List the known data sets.")
+
+    info = sub.add_parser(
+        "info", help="sizes, splits, shape, normalisation and file location of a data set",
+        description="Load a data set and show its sizes, split sizes, classes, image shape, "
+        "normalisation statistics and where its files were found.",
+    )
+    info.add_argument("name", choices=list_datasets(), metavar="NAME", help="data set: " + ", ".join(list_datasets()))
+    info.add_argument("--data-dir", metavar="D", help="folder holding the data files (searched before $PRUNEBENCH_DATA)")
+    info.add_argument("--val-size", type=int, metavar="N",
+                      help="validation images carved from the training set (default: per data set; 0 = none)")
+    info.add_argument("--train-subset", type=int, metavar="N", help="keep only N class-balanced training images")
+    info.add_argument("--split-seed", type=int, default=0, metavar="S", help="seed of the validation split (default: 0)")
+    info.add_argument("--norm", metavar="NAME", help="named normalisation statistics (default: the data set's first)")
+    info.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+    fetch_p = sub.add_parser(
+        "fetch", help="make sure a data set is present (install or download it if needed)",
+        description="Make sure a data set is present: look in --data-dir, $PRUNEBENCH_DATA and the user "
+        "cache (and the Debian package for fashion-mnist), else install or download it with checksum verification.",
+    )
+    fetch_p.add_argument("name", choices=list_datasets(), metavar="NAME", help="data set: " + ", ".join(list_datasets()))
+    fetch_p.add_argument("--data-dir", metavar="D", help="folder holding the data files")
+
+
+def _fmt(values: tuple[float, ...]) -> str:
+    return "(" + ", ".join(f"{v:.4f}" for v in values) + ")"
+
+
+def _list() -> int:
+    for name in list_datasets():
+        info = dataset_info(name)
+        shape = f"{info.in_channels}x{info.input_size}x{info.input_size}"
+        print(f"{name:14} {info.num_classes:4} classes  {shape:8}  train {info.train_size:6}  test {info.test_size:6}  "
+              f"norms: {', '.join(NORMS[name])}")
+    return 0
+
+
+def _info(args: argparse.Namespace) -> int:
+    s = load(args.name, val_size=args.val_size, train_subset=args.train_subset,
+             split_seed=args.split_seed, data_dir=args.data_dir, norm=args.norm)
+    facts = {
+        **dataclasses.asdict(s.info),
+        "image_shape": list(s.train_x.shape[1:]),
+        "splits": {"train": len(s.train_y), "val": len(s.val_y), "test": len(s.test_y)},
+        "split_seed": args.split_seed,
+        "split_hash": s.split_hash,
+        "source": s.source,
+    }
+    if args.json:
+        print(json.dumps(facts, indent=2))
+        return 0
+    i = s.info
+    print(f"data set       {i.name}")
+    print(f"found in       {s.source}")
+    print(f"official sizes train {i.train_size}, test {i.test_size}")
+    print(f"splits         train {len(s.train_y)}, val {len(s.val_y)}, test {len(s.test_y)} "
+          f"(split seed {args.split_seed}, hash {s.split_hash})")
+    print(f"classes        {i.num_classes}")
+    print(f"image shape    {' x '.join(str(d) for d in s.train_x.shape[1:])} (uint8)")
+    print(f"normalisation  {i.norm}: mean {_fmt(i.mean)}, std {_fmt(i.std)}")
+    print(f"augmentation   pad-crop {i.pad} px, flip {'on' if i.flip else 'off'}")
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
-    print("not implemented yet")
-    return 1
+    if args.data_command == "list":
+        return _list()
+    if args.data_command == "info":
+        return _info(args)
+    print(f"{args.name}: present in {fetch(args.name, args.data_dir)}")
+    return 0

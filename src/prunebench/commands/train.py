@@ -1,14 +1,133 @@
-"""`prunebench train` (placeholder until implemented)."""
+"""`prunebench train`: train (or resume) a named architecture into a run folder."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from prunebench.data import DEFAULT_DATASET, list_datasets, load
+from prunebench.errors import ConfigError
+from prunebench.models import build_model, variant
+from prunebench.train import Recipe, TrainResult, seed_everything, train
+from prunebench.train.checkpoint import atomic_write_text, read_torch_state
+from prunebench.train.result import RESULT_FILE
+from prunebench.train.state import STATE_DIR, STATE_FILE
+
+CONFIG_FILE = "config.json"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
+    parser.epilog = (
+        "The run folder gets config.json, metrics.csv (one row per epoch), state/ (the resumable "
+        "checkpoint, rewritten every epoch), best/ (best on the validation split), final/ and, last, "
+        "result.json. Re-running the same command resumes an interrupted run and does not retrain a "
+        "finished one; different settings on an existing run folder are refused."
+    )
+    parser.add_argument("--arch", required=True, metavar="NAME", help="named architecture (see `prunebench arch --list`)")
+    parser.add_argument("--dataset", default=DEFAULT_DATASET, choices=list_datasets(), metavar="D",
+                        help=f"data set: {', '.join(list_datasets())} (default: {DEFAULT_DATASET})")
+    parser.add_argument("--epochs", type=int, required=True, metavar="E", help="training epochs")
+    parser.add_argument("--lr", type=float, default=0.1, help="initial learning rate (default: 0.1)")
+    parser.add_argument("--batch-size", type=int, default=64, metavar="B", help="training batch size (default: 64)")
+    parser.add_argument("--wd", type=float, default=1e-4, help="weight decay, on all parameters (default: 1e-4)")
+    parser.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default: 0.9)")
+    parser.add_argument("--nesterov", action="store_true", help="use Nesterov momentum")
+    parser.add_argument(
+        "--milestones", default="0.5,0.75", metavar="LIST",
+        help="LR x0.1 at these points: fractions of the run if they contain '.', else epochs; "
+        "'none' for a constant LR (default: 0.5,0.75)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of initialisation, data order and augmentation (default: 0)")
+    parser.add_argument("--val-size", type=int, metavar="N",
+                        help="validation images carved from the training set (default: per data set; 0 = none)")
+    parser.add_argument("--train-subset", type=int, metavar="N", help="train on N class-balanced images only")
+    parser.add_argument("--width-mult", type=float, default=1.0, metavar="X", help="scale every width by X (default: 1)")
+    parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                        help="auto = bf16 autocast + channels_last where the hardware supports bf16 (default: auto)")
+    parser.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda if available, else cpu)")
+    parser.add_argument("--data-dir", metavar="D", help="folder holding the data files")
+    parser.add_argument("--out", metavar="DIR", help="run folder (default: runs/train/ARCH-DATASET-seedS)")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def parse_milestones(text: str, epochs: int) -> tuple[int, ...]:
+    """'0.5,0.75' -> fractions of `epochs`; '80,120' -> epochs; 'none' or '' -> constant LR."""
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    if not items or items == ["none"]:
+        return ()
+    try:
+        if any("." in t for t in items):
+            return Recipe.from_fractions(epochs, [float(t) for t in items], lr=1.0).milestones
+        return tuple(int(t) for t in items)
+    except ValueError:
+        raise ConfigError(f"--milestones must be comma-separated numbers or 'none', got {text!r}") from None
+
+
+def recipe_from_args(args: argparse.Namespace) -> Recipe:
+    return Recipe(
+        epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, momentum=args.momentum,
+        nesterov=args.nesterov, weight_decay=args.wd, milestones=parse_milestones(args.milestones, args.epochs),
+        precision=args.precision,
+    )
+
+
+def check_config(out: Path, config: dict[str, Any]) -> None:
+    """Refuse an existing run folder whose stored settings differ from `config`; nothing is written."""
+    path = out / CONFIG_FILE
+    if not path.exists():
+        if (out / STATE_DIR).exists() or (out / RESULT_FILE).exists():
+            raise ConfigError(f"{out} holds a run without {CONFIG_FILE}; use another --out")
+        return
+    try:
+        stored = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ConfigError(f"{path}: unreadable ({e})") from None
+    changed = [k for k in sorted(set(stored) | set(config)) if stored.get(k) != config.get(k)]
+    if changed:
+        k = changed[0]
+        raise ConfigError(
+            f"{out} holds a run with different settings ({k}: {stored.get(k)!r} there, {config.get(k)!r} now"
+            f"{f', and {len(changed) - 1} more' if len(changed) > 1 else ''}); use another --out"
+        )
 
 
 def run(args: argparse.Namespace) -> int:
-    print("not implemented yet")
-    return 1
+    recipe = recipe_from_args(args)
+    out = Path(args.out or f"runs/train/{args.arch}-{args.dataset}-seed{args.seed}")
+    config = {
+        "arch": args.arch, "dataset": args.dataset, "width_mult": args.width_mult, "seed": args.seed,
+        "val_size": args.val_size, "train_subset": args.train_subset, "recipe": recipe.to_dict(),
+    }
+    check_config(out, config)
+    splits = load(args.dataset, val_size=args.val_size, train_subset=args.train_subset, data_dir=args.data_dir)
+    seed_everything(args.seed)
+    model = build_model(variant(args.arch, splits.info, width_mult=args.width_mult))
+    if (out / RESULT_FILE).exists():
+        print(f"{out} already holds a finished run; not retrained", file=sys.stderr)
+    elif (out / STATE_DIR / STATE_FILE).exists():
+        done = read_torch_state(out / STATE_DIR / STATE_FILE).get("next_epoch", 0)
+        print(f"resuming {out} after epoch {done} of {recipe.epochs}", file=sys.stderr)
+    else:
+        atomic_write_text(out / CONFIG_FILE, json.dumps(config, indent=1, sort_keys=True))
+    result = train(model, splits, recipe, out, seed=args.seed, device=args.device)
+    if args.json:
+        print(json.dumps({"out": str(out), **result.to_dict()}, indent=1))
+    else:
+        print(summary(args.arch, args.dataset, out, result))
+    return 0
+
+
+def _acc(v: float | None) -> str:
+    return "-" if v is None else f"{v:.4f}"
+
+
+def summary(arch: str, dataset: str, out: Path, r: TrainResult) -> str:
+    return "\n".join([
+        f"{arch} on {dataset}: {r.epochs} epochs, {r.steps} steps, {r.wall_time_s:.0f} s ({r.precision} on {r.device})",
+        f"  final model:        val {_acc(r.final_val_acc)}  test {_acc(r.test_acc)}",
+        f"  best on validation: val {_acc(r.best_val_acc)}  test {_acc(r.test_acc_best_val)}  (epoch {r.best_epoch})",
+        f"  run folder: {out} (final/, best/, metrics.csv, result.json)",
+    ])

@@ -1,1 +1,11 @@
-"""data."""
+"""Data sets, fixed validation splits and on-device batch augmentation."""
+
+from prunebench.data.augment import batches
+from prunebench.data.info import DEFAULT_DATASET, NORMS, DatasetInfo, dataset_info, list_datasets
+from prunebench.data.loader import fetch, load, load_raw
+from prunebench.data.splits import Splits
+
+__all__ = [
+    "DEFAULT_DATASET", "NORMS", "DatasetInfo", "Splits",
+    "batches", "dataset_info", "fetch", "list_datasets", "load", "load_raw",
+]

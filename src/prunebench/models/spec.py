@@ -59,6 +59,10 @@ class ModelSpec:
     input_size: int = 32
     name: str = field(default="", compare=False)
 
+    def __post_init__(self) -> None:
+        # An invalid spec cannot exist: every construction path validates.
+        self.validate()
+
     # -- the contract every family implements -------------------------------------
     def validate(self) -> None:
         if self.num_classes < 1 or self.in_channels < 1 or self.input_size < 1:
@@ -79,6 +83,19 @@ class ModelSpec:
         """Per-layer widths for reports and plots."""
         return []
 
+    def scaled(self, factor: float, *, inner_only: bool = False) -> "ModelSpec":
+        """Every prunable width times `factor` (nearest, min 1); `inner_only` keeps residual/concat widths."""
+        raise SpecError(f"{self.family} does not support width scaling")
+
+    def from_module(self, module: nn.Module) -> "ModelSpec":
+        """This spec with the widths re-read from `module`'s layers (see `spec_of`)."""
+        raise SpecError(f"{self.family} cannot read its spec back from a module")
+
+    @property
+    def label(self) -> str:
+        """The name used in error messages."""
+        return self.name or self.family
+
     # -- serialisation ------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         d = {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
@@ -92,6 +109,42 @@ class ModelSpec:
         new = dataclasses.replace(self, **changes)
         new.validate()
         return new
+
+
+def normalize_kept(groups: list[ChannelGroup], kept: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+    """Check `kept` against `groups` and return sorted, duplicate-free index tuples.
+
+    Sorting keeps the channel order of the original model, so the spec and the
+    weight slicing (which both use this function) always agree.
+    """
+    by_name = {g.name: g for g in groups}
+    out: dict[str, tuple[int, ...]] = {}
+    for name, idx in kept.items():
+        if name not in by_name:
+            raise SpecError(f"unknown channel group {name!r}")
+        size = by_name[name].size
+        vals = sorted({int(i) for i in idx})
+        if not vals:
+            raise SpecError(f"channel group {name!r} would keep 0 channels")
+        if vals[0] < 0 or vals[-1] >= size:
+            bad = vals[0] if vals[0] < 0 else vals[-1]
+            raise SpecError(f"channel group {name!r}: index {bad} out of range 0..{size - 1}")
+        out[name] = tuple(vals)
+    return out
+
+
+def check_positive(label: str, what: str, values: Any) -> None:
+    """Raise SpecError unless every entry of `values` (nested tuples allowed) is an int >= 1."""
+    for v in values if isinstance(values, tuple | list) else (values,):
+        if isinstance(v, tuple | list):
+            check_positive(label, what, v)
+        elif isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise SpecError(f"{label}: {what} must be positive integers, got {v!r}")
+
+
+def scale_width(width: int, factor: float) -> int:
+    """A width times `factor`, rounded to nearest, at least 1."""
+    return max(1, int(round(width * factor)))
 
 
 def _plain(v: Any) -> Any:
@@ -127,6 +180,14 @@ def spec_from_dict(d: dict[str, Any]) -> ModelSpec:
         raise SpecError(f"bad {fam} spec: {e}") from None
     spec.validate()
     return spec
+
+
+def spec_of(module: nn.Module) -> ModelSpec:
+    """Re-read a zoo model's spec from its layers (widths and selections as they are now)."""
+    spec = getattr(module, "spec", None)
+    if not isinstance(spec, ModelSpec):
+        raise SpecError("module is not a prunebench zoo model (no .spec)")
+    return spec.from_module(module)
 
 
 def spec_from_json(text: str) -> ModelSpec:

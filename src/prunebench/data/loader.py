@@ -1,0 +1,54 @@
+"""`load`: the one entry point that turns a data set name into `Splits`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from prunebench.data import cifar, digits, fashion_mnist
+from prunebench.data.info import dataset_info
+from prunebench.data.raw import RawData
+from prunebench.data.splits import Splits, make_splits
+
+# Parsed data sets of this process, keyed by (name, data_dir, $PRUNEBENCH_DATA).
+_CACHE: dict[tuple[str, str, str], RawData] = {}
+
+
+def load_raw(name: str, data_dir: str | os.PathLike[str] | None = None) -> RawData:
+    """The official train/test arrays of `name`, parsed once per process."""
+    dataset_info(name)  # rejects unknown names with the list of known ones
+    key = (name, str(Path(data_dir).resolve()) if data_dir else "", os.environ.get("PRUNEBENCH_DATA", ""))
+    if key not in _CACHE:
+        if name == "fashion-mnist":
+            _CACHE[key] = fashion_mnist.load_raw(data_dir)
+        elif name == "digits":
+            _CACHE[key] = digits.load_raw()
+        else:
+            _CACHE[key] = cifar.load_raw(name, data_dir)
+    return _CACHE[key]
+
+
+def fetch(name: str, data_dir: str | os.PathLike[str] | None = None) -> str:
+    """Make sure `name` is available (installing or downloading it if needed); returns where it is."""
+    return load_raw(name, data_dir).source
+
+
+def load(
+    name: str = "fashion-mnist",
+    *,
+    val_size: int | None = None,
+    train_subset: int | None = None,
+    split_seed: int = 0,
+    data_dir: str | os.PathLike[str] | None = None,
+    norm: str | None = None,
+) -> Splits:
+    """Load `name` and split it: a class-balanced validation split of `val_size` images
+    (None = the data set's default, 0 = none) carved from the training set with
+    `split_seed`, then an optional class-balanced training subset of `train_subset`."""
+    info = dataset_info(name, norm=norm)
+    raw = load_raw(name, data_dir)
+    return make_splits(
+        raw, info,
+        val_size=info.default_val_size if val_size is None else val_size,
+        train_subset=train_subset, split_seed=split_seed,
+    )

@@ -1,0 +1,69 @@
+"""Executors: where stages run.  The runner decides *when* (a stage is submitted only
+once its upstream stages are done); an executor only decides *where*.
+
+The interface is two methods, so a distributed engine fits behind it later:
+
+    submit(fn, *args) -> a future (`.done()`, `.result()`; `result()` re-raises the stage's error)
+    wait(futures)     -> the futures that have finished (blocks until at least one has)
+
+`fn` and its arguments must be picklable (module-level function, plain data) for
+any executor other than `InProcessExecutor`.  A Ray executor, for instance, would
+wrap `ray.remote(fn).remote(*args)` in a future-like object and implement `wait`
+with `ray.wait`; the runner needs no change.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Callable, Iterable
+from concurrent import futures
+from typing import Any, Protocol
+
+
+class Executor(Protocol):
+    def submit(self, fn: Callable[..., Any], *args: Any) -> futures.Future: ...
+
+    def wait(self, pending: Iterable[futures.Future]) -> set[futures.Future]: ...
+
+    def close(self) -> None: ...
+
+
+class InProcessExecutor:
+    """Runs each stage at once, in this process (the default; easiest to debug)."""
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> futures.Future:
+        fut: futures.Future = futures.Future()
+        try:
+            fut.set_result(fn(*args))
+        except Exception as e:  # handed to the runner through the future, like a pool would
+            fut.set_exception(e)
+        return fut
+
+    def wait(self, pending: Iterable[futures.Future]) -> set[futures.Future]:
+        return {f for f in pending if f.done()}
+
+    def close(self) -> None:
+        pass
+
+
+class PoolExecutor:
+    """A local pool of `workers` processes (spawn context: no forked torch state)."""
+
+    def __init__(self, workers: int) -> None:
+        if workers < 1:
+            raise ValueError(f"workers must be >= 1, got {workers}")
+        self._pool = futures.ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> futures.Future:
+        return self._pool.submit(fn, *args)
+
+    def wait(self, pending: Iterable[futures.Future]) -> set[futures.Future]:
+        done, _ = futures.wait(list(pending), return_when=futures.FIRST_COMPLETED)
+        return set(done)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def make_executor(workers: int) -> Executor:
+    return InProcessExecutor() if workers <= 1 else PoolExecutor(workers)

@@ -1,0 +1,179 @@
+"""Expand a preset into its stage graph: arms x methods x seeds.
+
+    train_large(seed) -> prune(method, seed) -> finetune
+                                             -> scratch_e, scratch_b, uniform_scratch,
+                                                winning_ticket(lr), random_ticket(lr)
+
+Every scratch-type stage hangs off the pruning run of the same seed (seed-paired,
+protocol §1), and records that run's identity as its `pruned` upstream.  Stages
+with equal identity (the plain large model shared by L1-norm and magnitude
+pruning) appear once and list every method that uses them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from prunebench.experiment.identity import derived_seed, stage_identity
+from prunebench.experiment.preset import MethodConfig, Preset
+from prunebench.experiment.resolve import data_fingerprint, resolve_method
+
+#: stage kind -> what it trains or computes, for the dry run
+KINDS = {
+    "train_large": "train the large model",
+    "prune": "prune the large model (and evaluate it without fine-tuning)",
+    "finetune": "fine-tune the pruned model",
+    "scratch_e": "train the pruned architecture from scratch, same epochs",
+    "scratch_b": "train the pruned architecture from scratch, same compute",
+    "uniform_scratch": "train a uniformly narrowed model of the same cost from scratch",
+    "winning_ticket": "retrain the pruned model from the large model's own init",
+    "random_ticket": "retrain the pruned model from a random init",
+}
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One unit of work. `config` (hashed) decides the output; `payload` says how to run it."""
+
+    id: str
+    kind: str
+    seed: int
+    config: dict[str, Any]
+    upstream: dict[str, str]  # role -> stage id
+    payload: dict[str, Any]
+    methods: tuple[str, ...] = ()
+
+    @property
+    def dirname(self) -> str:
+        return f"{self.kind}-{self.id[:12]}"
+
+    def describe(self) -> str:
+        who = f" {'+'.join(self.methods)}" if self.methods else ""
+        lr = f" lr {self.payload['lr']:g}" if "lr" in self.payload else ""
+        return f"{self.kind}{who}{lr} seed {self.seed}"
+
+
+@dataclass
+class Plan:
+    preset: Preset
+    stages: list[Stage]  # upstream stages always come first
+    links: list[tuple[str, str, str]] = field(default_factory=list)  # (method label, arm, stage id)
+
+    def by_id(self) -> dict[str, Stage]:
+        return {s.id: s for s in self.stages}
+
+
+class _Builder:
+    def __init__(self, preset: Preset, data_fp: dict[str, Any]) -> None:
+        self.preset = preset
+        self.data_fp = data_fp
+        self.stages: dict[str, Stage] = {}
+        self.links: list[tuple[str, str, str]] = []
+
+    def add(self, kind: str, seed: int, config: dict[str, Any], upstream: dict[str, str], payload: dict[str, Any], method: str) -> str:
+        config = {"data": self.data_fp, **config}
+        sid = stage_identity(kind, config, upstream, seed)
+        old = self.stages.get(sid)
+        if old is None:
+            self.stages[sid] = Stage(sid, kind, seed, config, upstream, payload, (method,))
+        elif method not in old.methods:
+            self.stages[sid] = dataclasses.replace(old, methods=old.methods + (method,))
+        return sid
+
+    def link(self, method: str, arm: str, sid: str) -> None:
+        if (method, arm, sid) not in self.links:
+            self.links.append((method, arm, sid))
+
+
+def expand(preset: Preset, *, split_hash: str | None = None) -> Plan:
+    """The stage graph of `preset`. Without `split_hash` (dry run) no data is loaded."""
+    b = _Builder(preset, data_fingerprint(preset, split_hash))
+    large_recipe = preset.large.to_dict()
+    arms = set(preset.arms)
+    for m in preset.methods:
+        r = resolve_method(preset, m)
+        for seed in preset.seeds:
+            large = b.add(
+                "train_large",
+                seed,
+                {"model": r.large_spec, "recipe": large_recipe, "large_training": r.large_training},
+                {},
+                {"method": m.name, "options": m.options, "save_init": True},
+                m.label,
+            )
+            b.link(m.label, "unpruned", large)
+            if arms == {"unpruned"}:
+                continue
+            prune = b.add(
+                "prune",
+                seed,
+                {"method": m.name, "options": r.options},
+                {"large": large},
+                {"method": m.name, "options": m.options, "style": r.style, "bn_recal": "pruned_no_ft_bnrecal" in arms,
+                 "is_final": r.finetune is None},
+                m.label,
+            )
+            for arm in ("pruned_no_ft", "pruned_no_ft_bnrecal"):
+                if arm in arms:
+                    b.link(m.label, arm, prune)
+            if "finetuned" in arms:
+                if r.finetune is None:  # SFP / SSS: the method's own output is the pruned arm
+                    b.link(m.label, "finetuned", prune)
+                else:
+                    ft = b.add("finetune", seed, {"recipe": r.finetune, "method": m.name, "options": r.options},
+                               {"pruned": prune}, {"method": m.name, "options": m.options}, m.label)  # fmt: skip
+                    b.link(m.label, "finetuned", ft)
+            _scratch_arms(b, m, r.finetune, seed, prune, large, large_recipe)
+    stages = sorted(b.stages.values(), key=lambda s: list(KINDS).index(s.kind))
+    order = {s.id: i for i, s in enumerate(stages)}
+    links = sorted(b.links, key=lambda x: (order[x[2]], x[0], x[1]))
+    return Plan(preset, stages, links)
+
+
+def _scratch_arms(b: _Builder, m: MethodConfig, finetune: dict[str, Any] | None, seed: int, prune: str, large: str, recipe: dict[str, Any]) -> None:
+    p = b.preset
+    reinit = p.scratch_reinit
+    if "scratch_e" in p.arms:
+        cfg = {"recipe": recipe, "reinit": reinit, "init_seed": derived_seed(seed, "scratch_e")}
+        b.link(m.label, "scratch_e", b.add("scratch_e", seed, cfg, {"pruned": prune}, {}, m.label))
+    if "scratch_b" in p.arms:
+        budget = dataclasses.asdict(p.budget)
+        budget["base_epochs"] = budget["base_epochs"] or recipe["epochs"]
+        budget["finetune_epochs"] = finetune["epochs"] if finetune else 0
+        cfg = {"recipe": recipe, "budget": budget, "reinit": reinit, "init_seed": derived_seed(seed, "scratch_b")}
+        b.link(m.label, "scratch_b", b.add("scratch_b", seed, cfg, {"pruned": prune, "large": large}, {}, m.label))
+    if "uniform_scratch" in p.arms:
+        cfg = {"recipe": recipe, "match": "params", "init_seed": derived_seed(seed, "uniform")}
+        b.link(m.label, "uniform_scratch", b.add("uniform_scratch", seed, cfg, {"pruned": prune, "large": large}, {}, m.label))
+    for kind in ("winning_ticket", "random_ticket"):
+        if kind not in p.arms:
+            continue
+        for lr in p.lottery_lrs:
+            cfg = {"recipe": {**recipe, "lr": lr}, "reinit": reinit, "init_seed": derived_seed(seed, kind)}
+            sid = b.add(kind, seed, cfg, {"pruned": prune, "large": large}, {"lr": lr}, m.label)
+            b.link(m.label, f"{kind}_lr{lr:g}", sid)
+
+
+def format_plan(plan: Plan) -> str:
+    """The dry run: every stage with its upstream, and the stage counts per kind."""
+    p = plan.preset
+    lines = [f"preset {p.name} ({p.file}): {p.description}".rstrip(": ")]
+    lines.append(f"data {p.data.name}, model {p.model.variant} x{p.model.width_mult:g}, seeds {list(p.seeds)}")
+    lines.append(f"methods: {', '.join(f'{m.label} ({m.name})' for m in p.methods)}; arms: {', '.join(p.arms)}")
+    if p.unsupported:
+        lines.append(f"not supported yet: {p.unsupported}")
+    short = {s.id: s.dirname for s in plan.stages}
+    for i, s in enumerate(plan.stages, 1):
+        ups = ", ".join(f"{role}={short[u]}" for role, u in s.upstream.items())
+        tail = f"  <- {ups}" if ups else ""
+        note = "  [not supported yet]" if p.unsupported else ""
+        lines.append(f"  {i:3d}. {s.dirname}  {s.describe()}{tail}{note}")
+    counts: dict[str, int] = {}
+    for s in plan.stages:
+        counts[s.kind] = counts.get(s.kind, 0) + 1
+    lines.append(f"{len(plan.stages)} stages: " + ", ".join(f"{k} {n}" for k, n in counts.items()))
+    for note in p.notes:
+        lines.append(f"note: {note}")
+    return "\n".join(lines)

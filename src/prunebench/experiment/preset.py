@@ -1,0 +1,437 @@
+"""Experiment presets: a TOML file validated into typed, frozen config objects.
+
+Every value is checked against the schema below; an unknown key or a wrong
+type is a one-line `ConfigError` naming the file and the key path
+(`presets/x.toml: methods[0].options.ratio: expected a number, got "a"`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+import types
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from prunebench.errors import ConfigError, PrunebenchError
+
+#: Arms a preset can switch on; the order is the report's column order.
+ARMS = (
+    "unpruned",
+    "pruned_no_ft",
+    "pruned_no_ft_bnrecal",
+    "finetuned",
+    "scratch_e",
+    "scratch_b",
+    "uniform_scratch",
+    "winning_ticket",
+    "random_ticket",
+)
+
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    name: str
+    val_size: int = 0
+    train_subset: int | None = None
+    split_seed: int = 0
+    normalisation: str | None = None  # a name from `prunebench.data.NORMS`; None = the default
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What identifies the data before it is loaded (the split hash joins it at run time)."""
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    variant: str
+    width_mult: float = 1.0
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MethodConfig:
+    name: str
+    label: str
+    options: dict[str, Any]
+    parsed: Any = field(compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class RecipeConfig:
+    """A training recipe; milestones are resolved to epochs at load time."""
+
+    epochs: int
+    lr: float
+    milestones: tuple[int, ...] = ()
+    gamma: float = 0.1
+    lr_multipliers: tuple[float, ...] | None = None
+    batch_size: int = 64
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 1e-4
+    precision: str = "fp32"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+
+@dataclass(frozen=True)
+class BudgetConfig:
+    kind: str = "paper"
+    cap: float | None = None
+    base_epochs: int | None = None  # None = the large recipe's epochs
+    fixed_first_epochs: int = 0
+    milestone_rule: str = "fraction"  # see `prunebench.measure.BudgetPolicy`
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    file: str
+    description: str
+    data: DataConfig
+    model: ModelConfig
+    methods: tuple[MethodConfig, ...]
+    arms: tuple[str, ...]
+    large: RecipeConfig
+    finetune: RecipeConfig
+    lottery_lrs: tuple[float, ...]
+    scratch_reinit: str
+    budget: BudgetConfig
+    seeds: tuple[int, ...]
+    notes: tuple[str, ...] = ()
+    unsupported: str | None = None  # a documented stub: validates, but does not run
+
+    def with_seeds(self, n: int) -> Preset:
+        """The first `n` seeds, extended with consecutive integers when `n` exceeds the list."""
+        if n < 1:
+            raise ConfigError(f"--seeds must be at least 1, got {n}")
+        seeds = list(self.seeds[:n])
+        while len(seeds) < n:
+            seeds.append(max(seeds, default=-1) + 1)
+        return dataclasses.replace(self, seeds=tuple(seeds))
+
+
+# -- value checkers -------------------------------------------------------------------
+
+Check = Callable[[Any, str], Any]
+_REQUIRED = object()
+
+
+def _show(v: Any) -> str:
+    try:
+        return json.dumps(v)
+    except TypeError:
+        return repr(v)
+
+
+class _Reader:
+    """Validates one file's raw TOML; every error names the file and the key path."""
+
+    def __init__(self, file: str) -> None:
+        self.file = file
+
+    def fail(self, path: str, msg: str) -> ConfigError:
+        return ConfigError(f"{self.file}: {path}: {msg}")
+
+    def table(self, raw: Any, path: str, keys: set[str]) -> dict[str, Any]:
+        if not isinstance(raw, dict):
+            raise self.fail(path, f"expected a table, got {_show(raw)}")
+        unknown = sorted(set(raw) - keys)
+        if unknown:
+            where = f"{path}.{unknown[0]}" if path else unknown[0]
+            raise self.fail(where, f"unknown key; known: {', '.join(sorted(keys))}")
+        return raw
+
+    def get(self, raw: dict[str, Any], key: str, path: str, check: Check, default: Any = _REQUIRED) -> Any:
+        where = f"{path}.{key}" if path else key
+        if key not in raw:
+            if default is _REQUIRED:
+                raise self.fail(where, "missing required key")
+            return default
+        return check(raw[key], where)
+
+    # checkers: (value, path) -> value
+    def raw(self, v: Any, path: str) -> Any:
+        return v
+
+    def any_table(self, v: Any, path: str) -> dict[str, Any]:
+        if not isinstance(v, dict):
+            raise self.fail(path, f"expected a table, got {_show(v)}")
+        return v
+
+    def int_(self, v: Any, path: str) -> int:
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise self.fail(path, f"expected an integer, got {_show(v)}")
+        return v
+
+    def nonneg_int(self, v: Any, path: str) -> int:
+        v = self.int_(v, path)
+        if v < 0:
+            raise self.fail(path, f"expected a non-negative integer, got {v}")
+        return v
+
+    def pos_int(self, v: Any, path: str) -> int:
+        v = self.int_(v, path)
+        if v < 1:
+            raise self.fail(path, f"expected a positive integer, got {v}")
+        return v
+
+    def num(self, v: Any, path: str) -> float:
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            raise self.fail(path, f"expected a number, got {_show(v)}")
+        return float(v)
+
+    def pos_num(self, v: Any, path: str) -> float:
+        v = self.num(v, path)
+        if v <= 0:
+            raise self.fail(path, f"expected a positive number, got {v}")
+        return v
+
+    def bool_(self, v: Any, path: str) -> bool:
+        if not isinstance(v, bool):
+            raise self.fail(path, f"expected true or false, got {_show(v)}")
+        return v
+
+    def str_(self, v: Any, path: str) -> str:
+        if not isinstance(v, str) or not v:
+            raise self.fail(path, f"expected a non-empty string, got {_show(v)}")
+        return v
+
+    def choice(self, *values: str) -> Check:
+        def check(v: Any, path: str) -> str:
+            if v not in values:
+                raise self.fail(path, f"expected one of {', '.join(values)}, got {_show(v)}")
+            return v
+
+        return check
+
+    def list_of(self, item: Check, *, nonempty: bool = False) -> Check:
+        def check(v: Any, path: str) -> tuple[Any, ...]:
+            if not isinstance(v, list):
+                raise self.fail(path, f"expected a list, got {_show(v)}")
+            if nonempty and not v:
+                raise self.fail(path, "expected a non-empty list")
+            return tuple(item(x, f"{path}[{i}]") for i, x in enumerate(v))
+
+        return check
+
+
+# -- sections ---------------------------------------------------------------------
+
+
+def _data(r: _Reader, raw: Any) -> DataConfig:
+    keys = {"name", "val_size", "train_subset", "split_seed", "normalisation"}
+    t = r.table(raw, "data", keys)
+    return DataConfig(
+        name=r.get(t, "name", "data", r.str_),
+        val_size=r.get(t, "val_size", "data", r.nonneg_int, 0),
+        train_subset=r.get(t, "train_subset", "data", r.pos_int, None),
+        split_seed=r.get(t, "split_seed", "data", r.nonneg_int, 0),
+        normalisation=r.get(t, "normalisation", "data", r.str_, None),
+    )
+
+
+def _model(r: _Reader, raw: Any) -> ModelConfig:
+    t = r.table(raw, "model", {"variant", "width_mult", "options"})
+    return ModelConfig(
+        variant=r.get(t, "variant", "model", r.str_),
+        width_mult=r.get(t, "width_mult", "model", r.pos_num, 1.0),
+        options=dict(r.get(t, "options", "model", r.any_table, {})),
+    )
+
+
+def _recipe(r: _Reader, raw: Any, path: str, inherit: RecipeConfig | None = None) -> RecipeConfig:
+    keys = {
+        "epochs", "lr", "milestones", "milestone_fractions", "gamma", "lr_multipliers",
+        "batch_size", "momentum", "nesterov", "weight_decay", "precision",
+    }  # fmt: skip
+    t = r.table(raw, path, keys)
+    base = inherit or RecipeConfig(epochs=1, lr=0.1)
+    epochs = r.get(t, "epochs", path, r.pos_int)
+    if "milestones" in t and "milestone_fractions" in t:
+        raise r.fail(f"{path}.milestones", "give milestones or milestone_fractions, not both")
+    milestones: tuple[int, ...] = r.get(t, "milestones", path, r.list_of(r.pos_int), ())
+    if "milestone_fractions" in t:
+
+        def fraction(v: Any, p: str) -> float:
+            f = r.num(v, p)
+            if not 0 < f < 1:
+                raise r.fail(p, f"expected a fraction in (0, 1), got {f}")
+            return f
+
+        fractions = r.get(t, "milestone_fractions", path, r.list_of(fraction))
+        milestones = tuple(int(f * epochs) for f in fractions)
+    if list(milestones) != sorted(milestones):
+        raise r.fail(f"{path}.milestones", f"must be increasing, got {list(milestones)}")
+    multipliers = r.get(t, "lr_multipliers", path, r.list_of(r.pos_num), None)
+    if multipliers is not None and len(multipliers) != len(milestones):
+        raise r.fail(f"{path}.lr_multipliers", f"expected {len(milestones)} values (one per milestone), got {len(multipliers)}")
+    return RecipeConfig(
+        epochs=epochs,
+        lr=r.get(t, "lr", path, r.pos_num),
+        milestones=milestones,
+        gamma=r.get(t, "gamma", path, r.pos_num, base.gamma),
+        lr_multipliers=multipliers,
+        batch_size=r.get(t, "batch_size", path, r.pos_int, base.batch_size),
+        momentum=r.get(t, "momentum", path, r.num, base.momentum),
+        nesterov=r.get(t, "nesterov", path, r.bool_, base.nesterov),
+        weight_decay=r.get(t, "weight_decay", path, r.num, base.weight_decay),
+        precision=r.get(t, "precision", path, r.choice(*PRECISIONS), base.precision),
+    )
+
+
+def _methods(r: _Reader, raw: Any, check_options: bool) -> tuple[MethodConfig, ...]:
+    items = r.list_of(r.raw, nonempty=True)(raw, "methods")
+    out: list[MethodConfig] = []
+    for i, item in enumerate(items):
+        path = f"methods[{i}]"
+        t = r.table(item, path, {"name", "label", "options"})
+        name = r.get(t, "name", path, r.str_)
+        options = r.get(t, "options", path, r.any_table, {})
+        parsed = _parse_options(r, name, dict(options), path) if check_options else None
+        out.append(MethodConfig(name=name, label=r.get(t, "label", path, r.str_, name), options=dict(options), parsed=parsed))
+    labels = [m.label for m in out]
+    dup = sorted({x for x in labels if labels.count(x) > 1})
+    if dup:
+        raise r.fail("methods", f"duplicate label {dup[0]!r}; give each entry a distinct label")
+    return tuple(out)
+
+
+def _parse_options(r: _Reader, name: str, options: dict[str, Any], path: str) -> Any:
+    from prunebench.prune import get_method  # the experiment layer sits above prune
+
+    try:
+        method = get_method(name)
+    except PrunebenchError as e:
+        raise r.fail(f"{path}.name", str(e)) from None
+    hints = _option_types(method.Options)
+    for key, value in options.items():
+        if key in hints:
+            _check_option_type(r, value, hints[key], f"{path}.options.{key}")
+    try:
+        return method.parse_options(options)
+    except PrunebenchError as e:
+        # name the offending option when the method's message lets us find it
+        key = next((k for k in options if repr(k) in str(e) or f" {k}" in str(e)), None)
+        raise r.fail(f"{path}.options" + (f".{key}" if key else ""), str(e)) from None
+
+
+def _option_types(options_cls: type) -> dict[str, Any]:
+    try:
+        return typing.get_type_hints(options_cls)
+    except (NameError, TypeError):  # unresolvable annotations: leave checking to the method
+        return {}
+
+
+def _check_option_type(r: _Reader, value: Any, hint: Any, path: str) -> None:
+    """Type-check one method option against its dataclass annotation (plain types only)."""
+    allowed = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+    for t in allowed:
+        origin = typing.get_origin(t) or t
+        if origin is type(None) and value is None:
+            return
+        if origin in (tuple, list) and isinstance(value, list):
+            return
+        if origin is bool and isinstance(value, bool):
+            return
+        if origin is int and isinstance(value, int) and not isinstance(value, bool):
+            return
+        if origin is float and isinstance(value, int | float) and not isinstance(value, bool):
+            return
+        if origin is str and isinstance(value, str):
+            return
+        if origin not in (type(None), tuple, list, bool, int, float, str):
+            return  # a type we do not model: the method's own validation decides
+    raise r.fail(path, f"expected {_describe(allowed)}, got {_show(value)}")
+
+
+def _describe(types_: tuple[Any, ...]) -> str:
+    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string", type(None): "nothing"}
+    return " or ".join(names.get(typing.get_origin(t) or t, "a list") for t in types_)
+
+
+def _arms(r: _Reader, raw: Any) -> tuple[tuple[str, ...], str]:
+    t = r.table(raw, "arms", set(ARMS) | {"scratch_reinit"})
+    on = tuple(a for a in ARMS if r.get(t, a, "arms", r.bool_, False))
+    if not on:
+        raise r.fail("arms", "switch on at least one arm")
+    reinit = r.get(t, "scratch_reinit", "arms", r.choice("sparse", "dense"), "sparse")
+    return on, reinit
+
+
+def _budget(r: _Reader, raw: Any) -> BudgetConfig:
+    t = r.table(raw, "budget", {"kind", "cap", "base_epochs", "fixed_first_epochs", "milestone_rule"})
+    return BudgetConfig(
+        kind=r.get(t, "kind", "budget", r.choice("paper", "incl_finetune"), "paper"),
+        cap=r.get(t, "cap", "budget", r.pos_num, None),
+        base_epochs=r.get(t, "base_epochs", "budget", r.pos_int, None),
+        fixed_first_epochs=r.get(t, "fixed_first_epochs", "budget", r.nonneg_int, 0),
+        milestone_rule=r.get(t, "milestone_rule", "budget", r.choice("fraction", "step", "scale"), "fraction"),
+    )
+
+
+def parse_preset(raw: dict[str, Any], file: str) -> Preset:
+    """Validate a TOML document already read into `raw`; `file` labels the errors."""
+    r = _Reader(file)
+    top = {"name", "description", "notes", "unsupported", "seeds", "data", "model", "methods", "arms", "recipes", "budget"}
+    t = r.table(raw, "", top)
+    unsupported = r.get(t, "unsupported", "", r.str_, None)
+    recipes = r.table(r.get(t, "recipes", "", r.raw), "recipes", {"large", "finetune", "lottery"})
+    large = _recipe(r, r.get(recipes, "large", "recipes", r.raw), "recipes.large")
+    finetune = _recipe(r, r.get(recipes, "finetune", "recipes", r.raw), "recipes.finetune", inherit=large)
+    lottery = r.table(r.get(recipes, "lottery", "recipes", r.raw, {}), "recipes.lottery", {"lrs"})
+    arms, reinit = _arms(r, r.get(t, "arms", "", r.raw))
+    return Preset(
+        name=r.get(t, "name", "", r.str_),
+        file=file,
+        description=r.get(t, "description", "", r.str_, ""),
+        data=_data(r, r.get(t, "data", "", r.raw)),
+        model=_model(r, r.get(t, "model", "", r.raw)),
+        # stubs name methods that may not be implemented yet: check names only at run time
+        methods=_methods(r, r.get(t, "methods", "", r.raw), check_options=unsupported is None),
+        arms=arms,
+        large=large,
+        finetune=finetune,
+        lottery_lrs=r.get(lottery, "lrs", "recipes.lottery", r.list_of(r.pos_num, nonempty=True), (0.1, 0.01)),
+        scratch_reinit=reinit,
+        budget=_budget(r, r.get(t, "budget", "", r.raw, {})),
+        seeds=r.get(t, "seeds", "", r.list_of(r.nonneg_int, nonempty=True)),
+        notes=r.get(t, "notes", "", r.list_of(r.str_), ()),
+        unsupported=unsupported,
+    )
+
+
+def preset_dir() -> Path:
+    """Where the shipped presets live (inside the installed package)."""
+    return Path(str(resources.files("prunebench") / "presets"))
+
+
+def list_presets() -> list[str]:
+    return sorted(p.stem for p in preset_dir().glob("*.toml"))
+
+
+def load_preset(path_or_name: str | Path) -> Preset:
+    """Load a preset from a TOML path, or a shipped one by bare name (`fmnist-l1`)."""
+    path = Path(path_or_name)
+    label = str(path_or_name)
+    if not path.is_file():
+        shipped = preset_dir() / f"{path_or_name}.toml"
+        if path.suffix or not shipped.is_file():
+            raise ConfigError(f"no preset file or shipped preset named {label!r}; shipped: {', '.join(list_presets())}")
+        path, label = shipped, f"presets/{shipped.name}"
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{label}: not valid TOML: {e}") from None
+    except OSError as e:
+        raise ConfigError(f"{label}: cannot read: {e.strerror}") from None
+    return parse_preset(raw, label)

@@ -1,0 +1,324 @@
+"""What each stage kind does.  `run_stage` is the (picklable) function executors run.
+
+A stage reads its upstream stages' folders, works in its own folder
+`<exp_dir>/stages/<kind>-<id[:12]>/` (the trainer resumes from there, or returns
+its stored result when finished), then writes its results, per-epoch metrics and
+budget to the store and marks itself done, in that order.  A stage killed at any
+point is simply run again: every step before `mark_done` is idempotent.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from prunebench.experiment.store import BACKWARD_MULTIPLIER, Store
+
+STAGES_DIR = "stages"
+PRUNED_DIR = "pruned"  # the prune stage's output checkpoint
+LATENCY_REPEATS = 10
+
+
+@dataclass(frozen=True)
+class StageTask:
+    """Everything a worker process needs to run one stage (plain, picklable data)."""
+
+    exp_dir: str
+    stage: Any  # graph.Stage
+    upstream_dirs: dict[str, str]  # role -> stage folder
+    device: str | None = None
+    threads: int | None = None
+    test_every_epoch: bool = True
+
+
+@dataclass
+class _Ctx:
+    task: StageTask
+    store: Store
+    splits: Any
+    out: Path
+
+    @property
+    def stage(self) -> Any:
+        return self.task.stage
+
+    def up(self, role: str) -> Path:
+        return Path(self.task.upstream_dirs[role])
+
+
+_SPLITS: dict[str, Any] = {}  # per process: every stage of an experiment shares one data set
+
+
+def load_splits(data: dict[str, Any]) -> Any:
+    from prunebench.data import load
+
+    key = json.dumps({k: data[k] for k in ("name", "val_size", "train_subset", "split_seed", "normalisation")}, sort_keys=True)
+    if key not in _SPLITS:
+        _SPLITS[key] = load(
+            data["name"], val_size=data["val_size"], train_subset=data["train_subset"],
+            split_seed=data["split_seed"], norm=data["normalisation"],
+        )  # fmt: skip
+    return _SPLITS[key]
+
+
+def run_stage(task: StageTask) -> str:
+    """Run one stage to completion and record it; returns the stage id.
+
+    A failure is recorded in the store (with its traceback) and re-raised.
+    """
+    if task.threads:
+        torch.set_num_threads(task.threads)
+    stage = task.stage
+    store = Store.open(task.exp_dir)
+    try:
+        store.mark_running(stage.id)
+        splits = load_splits(stage.config["data"])
+        out = Path(task.exp_dir) / STAGES_DIR / stage.dirname
+        out.mkdir(parents=True, exist_ok=True)
+        ctx = _Ctx(task, store, splits, out)
+        style, extra = _KINDS[stage.kind](ctx)
+        store.mark_done(stage.id, style=style, extra=extra)
+        return stage.id
+    except BaseException as e:
+        store.mark_failed(stage.id, "".join(traceback.format_exception(e))[-4000:])
+        raise
+    finally:
+        store.close()
+
+
+# -- helpers --------------------------------------------------------------------------------
+
+
+def _method(stage: Any) -> tuple[Any, Any]:
+    from prunebench.prune import get_method
+
+    m = get_method(stage.payload["method"])
+    return m, m.parse_options(stage.payload["options"])
+
+
+def _measure(model: nn.Module, masks: dict[str, torch.Tensor] | None) -> dict[str, Any]:
+    """Params, reference FLOPs (sparse for masked models) and CPU latency of one architecture."""
+    from prunebench.measure import count_flops, count_params, measure_latency
+
+    params = count_params(model, masks=masks)
+    flops = count_flops(model, masks=masks)
+    latency = measure_latency(model, repeats=LATENCY_REPEATS, warmup=2)
+    spec = model.spec
+    densities = None
+    if masks:
+        densities = {k: float(v.float().mean()) for k, v in masks.items()}
+    return {
+        "params_total": params.total,
+        "params_nonzero": params.nonzero,
+        "flops": flops.flops,
+        "flops_mode": f"reference{' sparse' if flops.sparse else ''} v{flops.counter_version} @{'x'.join(map(str, flops.input_shape))}",
+        "latency_ms": latency.median_ms,
+        "arch": {"spec": spec.to_dict(), "widths": _plain(spec.widths()), "densities": densities},
+    }
+
+
+def _plain(v: Any) -> Any:
+    return json.loads(json.dumps(v, default=str))
+
+
+def _record_training(ctx: _Ctx, arm: str, model: nn.Module, masks: Any, result: Any, recipe: Any, **budget: Any) -> None:
+    """Results, per-epoch metrics and the budget of a training stage."""
+    has_val = ctx.stage.config["data"]["val_size"] > 0
+    measured = _measure(model, masks)
+    primary = result.test_acc_best_val if has_val else result.test_acc
+    ctx.store.add_metrics(ctx.stage.id, [{"epoch": i, **h} for i, h in enumerate(result.history)])
+    ctx.store.add_result(
+        ctx.stage.id, arm, ctx.stage.seed,
+        primary_acc=primary, final_test_acc=result.test_acc, best_val_acc=result.best_val_acc,
+        test_acc_best_val=result.test_acc_best_val, best_test_acc_compat=result.best_test_acc_compat,
+        **measured,
+    )  # fmt: skip
+    ctx.store.set_budget(
+        ctx.stage.id,
+        epochs=result.epochs, milestones=list(recipe.milestones), lr=recipe.lr,
+        optimizer_steps=result.steps, images_seen=result.images_seen,
+        forward_flops=measured["flops"], training_flops=measured["flops"] * result.images_seen * BACKWARD_MULTIPLIER,
+        flops_multiplier=BACKWARD_MULTIPLIER, wall_s=result.wall_time_s, **budget,
+    )  # fmt: skip
+
+
+def _train(ctx: _Ctx, model: nn.Module, recipe: Any, *, seed: int, masks: Any = None, callbacks: list[Any] = ()) -> Any:
+    from prunebench.train import train
+
+    return train(
+        model, ctx.splits, recipe, ctx.out, seed=seed, callbacks=list(callbacks), masks=masks,
+        device=ctx.task.device, progress=None, test_every_epoch=ctx.task.test_every_epoch,
+    )  # fmt: skip
+
+
+def _load_pruned(ctx: _Ctx) -> tuple[nn.Module, Any, dict[str, Any]]:
+    from prunebench.train import load_model
+
+    model, masks, meta = load_model(ctx.up("pruned") / PRUNED_DIR)
+    return model, masks, meta or {}
+
+
+def _recipe(d: dict[str, Any]) -> Any:
+    from prunebench.train import Recipe
+
+    return Recipe.from_dict(d)
+
+
+def _style(masks: Any) -> str:
+    return "mask" if masks else "physical"
+
+
+# -- the kinds ----------------------------------------------------------------------------
+
+
+def _train_large(ctx: _Ctx) -> tuple[str, dict[str, Any]]:
+    from prunebench.models import spec_from_dict
+    from prunebench.train import SaveInitCallback, seed_everything
+
+    method, opts = _method(ctx.stage)
+    spec = spec_from_dict(ctx.stage.config["model"])
+    seed_everything(ctx.stage.seed)  # before building anything: the init is part of the seed
+    model = spec.build()
+    callbacks = [SaveInitCallback(), *method.large_training(opts, spec)]
+    recipe = _recipe(ctx.stage.config["recipe"])
+    result = _train(ctx, model, recipe, seed=ctx.stage.seed, callbacks=callbacks)
+    _record_training(ctx, "unpruned", model, None, result, recipe)
+    return "physical", {"large_training": ctx.stage.config["large_training"]["kind"]}
+
+
+def _prune(ctx: _Ctx) -> tuple[str, dict[str, Any]]:
+    from prunebench.prune.recalibrate import recalibrate_bn
+    from prunebench.train import evaluate, load_model, save_model, seed_everything
+
+    stage = ctx.stage
+    out = ctx.out / PRUNED_DIR
+    if not (out / "spec.json").exists():  # a killed run may have saved it already
+        large, _, _ = load_model(ctx.up("large") / "final")
+        method, opts = _method(stage)
+        seed_everything(stage.seed)
+        res = method.prune(large, ctx.splits, opts, seed=stage.seed)
+        meta = {"kept": res.kept, "info": _plain(res.info), "style": res.info.get("style") or _style(res.masks)}
+        save_model(out, res.model, masks=res.masks, meta=meta)
+    model, masks, meta = load_model(out)
+    info, s = ctx.splits.info, ctx.splits
+    measured = _measure(model, masks)
+    rows = {"pruned_no_ft": model}
+    if stage.payload["bn_recal"]:
+        rows["pruned_no_ft_bnrecal"] = recalibrate_bn(copy.deepcopy(model), s, seed=stage.seed)
+    if stage.payload["is_final"]:  # SFP/SSS: the method's own output is the "fine-tuned" arm
+        rows["finetuned"] = model
+    for arm, m in rows.items():
+        acc = evaluate(m, s.test_x, s.test_y, info=info, device=ctx.task.device)
+        ctx.store.add_result(stage.id, arm, stage.seed, primary_acc=acc, final_test_acc=acc, info=meta.get("info"), **measured)
+    return meta.get("style") or _style(masks), {"prune_info": meta.get("info")}
+
+
+def _finetune(ctx: _Ctx) -> tuple[str, dict[str, Any]]:
+    from prunebench.prune import PruneResult
+    from prunebench.train import seed_everything
+
+    method, opts = _method(ctx.stage)
+    model, masks, meta = _load_pruned(ctx)
+    seed_everything(ctx.stage.seed)
+    callbacks = method.finetune_callbacks(opts, PruneResult(model, masks, meta.get("kept"), meta.get("info") or {}))
+    recipe = _recipe(ctx.stage.config["recipe"])
+    result = _train(ctx, model, recipe, seed=ctx.stage.seed, masks=masks, callbacks=callbacks)
+    _record_training(ctx, "finetuned", model, masks, result, recipe)
+    return _style(masks), {}
+
+
+def _scratch(ctx: _Ctx, arm: str, recipe: Any, **budget: Any) -> tuple[str, dict[str, Any]]:
+    from prunebench.prune.scratch import scratch_model
+
+    pruned, masks, _ = _load_pruned(ctx)
+    seed = ctx.stage.config["init_seed"]
+    model, masks = scratch_model(pruned, seed=seed, masks=masks, reinit=ctx.stage.config["reinit"], selection_from=pruned)
+    result = _train(ctx, model, recipe, seed=seed, masks=masks)
+    _record_training(ctx, arm, model, masks, result, recipe, **budget)
+    return _style(masks), {"paired_prune": ctx.stage.upstream["pruned"], **budget}
+
+
+def _scratch_e(ctx: _Ctx) -> tuple[str, dict[str, Any]]:
+    return _scratch(ctx, "scratch_e", _recipe(ctx.stage.config["recipe"]))
+
+
+def scratch_b_recipe(large_dir: Path, pruned: nn.Module, masks: Any, config: dict[str, Any]) -> tuple[Any, Any]:
+    """The Scratch-B recipe: the large recipe stretched by the reference-mode FLOPs ratio."""
+    from prunebench.measure import BudgetPolicy, flops_ratio, scratch_b_budget
+    from prunebench.models import spec_from_json
+
+    large = spec_from_json((large_dir / "final" / "spec.json").read_text()).build()
+    base = _recipe(config["recipe"])
+    ratio = flops_ratio(large, pruned, masks)
+    budget = scratch_b_budget(base.epochs, base.milestones, ratio, BudgetPolicy(**config["budget"]))
+    return base.replace(epochs=budget.epochs, milestones=budget.milestones), budget
+
+
+def _scratch_b(ctx: _Ctx) -> tuple[str, dict[str, Any]]:
+    pruned, masks, _ = _load_pruned(ctx)
+    recipe, budget = scratch_b_recipe(ctx.up("large"), pruned, masks, ctx.stage.config)
+    policy = {**dataclasses.asdict(budget.policy), "capped": budget.capped}
+    return _scratch(ctx, "scratch_b", recipe, flops_ratio=budget.ratio, policy=policy)
+
+
+def _uniform(ctx: _Ctx) -> tuple[str, dict[str, Any]]:
+    from prunebench.measure import count_params
+    from prunebench.models import spec_from_json
+    from prunebench.prune.scratch import scratch_model
+    from prunebench.prune.uniform import uniform_spec
+
+    pruned, masks, _ = _load_pruned(ctx)
+    large = spec_from_json((ctx.up("large") / "final" / "spec.json").read_text())
+    target = count_params(pruned, masks=masks).nonzero
+    spec, factor = uniform_spec(large, target_params=target)
+    seed = ctx.stage.config["init_seed"]
+    model, _ = scratch_model(spec, seed=seed)
+    recipe = _recipe(ctx.stage.config["recipe"])
+    result = _train(ctx, model, recipe, seed=seed)
+    _record_training(ctx, "uniform_scratch", model, None, result, recipe)
+    return "physical", {"paired_prune": ctx.stage.upstream["pruned"], "width_factor": factor, "target_params": target}
+
+
+def _ticket(ctx: _Ctx) -> tuple[str, dict[str, Any]]:
+    from prunebench.prune.lottery import lottery_recipe, random_ticket, ticket_dir, winning_ticket
+    from prunebench.prune.scratch import scratch_model
+    from prunebench.prune.surgery import prune_channels
+    from prunebench.train import load_model
+
+    pruned, masks, meta = _load_pruned(ctx)
+    seed = ctx.stage.config["init_seed"]
+    init = ticket_dir(ctx.up("large"))
+    if ctx.stage.kind == "winning_ticket":
+        if masks:
+            model = winning_ticket(init, masks)
+        else:  # physically pruned: slice θ0 to the kept channels
+            model = prune_channels(load_model(init)[0], meta["kept"])
+    elif masks:
+        model = random_ticket(pruned, masks, seed, ctx.stage.config["reinit"])
+    else:
+        model, _ = scratch_model(pruned, seed=seed, selection_from=pruned)
+    lr = ctx.stage.payload["lr"]
+    recipe = lottery_recipe(_recipe(ctx.stage.config["recipe"]), lr)
+    result = _train(ctx, model, recipe, seed=seed, masks=masks)
+    _record_training(ctx, f"{ctx.stage.kind}_lr{lr:g}", model, masks, result, recipe)
+    return _style(masks), {"paired_prune": ctx.stage.upstream["pruned"], "lr": lr}
+
+
+_KINDS = {
+    "train_large": _train_large,
+    "prune": _prune,
+    "finetune": _finetune,
+    "scratch_e": _scratch_e,
+    "scratch_b": _scratch_b,
+    "uniform_scratch": _uniform,
+    "winning_ticket": _ticket,
+    "random_ticket": _ticket,
+}

@@ -1,0 +1,79 @@
+"""Small layers shared by the families: channel selection and the SSS block gate."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from prunebench.errors import SpecError
+
+
+class ChannelSelection(nn.Module):
+    """Forwards only the listed channels of a full-width tensor.
+
+    The indices are a buffer (saved with the weights, never trained, not counted
+    as parameters), unlike the reference's trainable 0/1 vector.
+    """
+
+    indices: torch.Tensor
+
+    def __init__(self, indices: Sequence[int]) -> None:
+        super().__init__()
+        self.register_buffer("indices", torch.tensor(list(indices), dtype=torch.long))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.index_select(1, self.indices)
+
+    def extra_repr(self) -> str:
+        return f"{self.indices.numel()} channels"
+
+
+class Gate(nn.Module):
+    """SSS: one scalar scale factor multiplying a residual branch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.weight
+
+
+def bn_members(bn: str) -> list[tuple[str, int, int]]:
+    """The per-channel tensors of a BatchNorm, as group members."""
+    return [(f"{bn}.{t}", 0, 1) for t in ("weight", "bias", "running_mean", "running_var")]
+
+
+def selection_of(selection: Sequence[int], full: int) -> tuple[int, ...]:
+    """Explicit indices of a selection spec entry; () means all `full` channels."""
+    return tuple(selection) if selection else tuple(range(full))
+
+
+def read_selection(module: nn.Module, full: int) -> tuple[int, ...]:
+    """Inverse of `selection_of`: () when a selection layer passes every channel in order."""
+    assert isinstance(module, ChannelSelection)
+    idx = tuple(int(i) for i in module.indices.tolist())
+    return () if idx == tuple(range(full)) else idx
+
+
+def check_selection(label: str, k: int, sel: tuple[int, ...], full: int) -> None:
+    """A selection must be strictly increasing indices below the full width."""
+    if sel and (any(b <= a for a, b in zip(sel, sel[1:])) or sel[0] < 0 or sel[-1] >= full):
+        raise SpecError(f"{label}: selection {k} must be increasing indices in 0..{full - 1}")
+
+
+def compose_selections(
+    names: list[str], selections: tuple[tuple[int, ...], ...], fulls: list[int], norm: dict[str, tuple[int, ...]]
+) -> tuple[tuple[int, ...], ...]:
+    """Apply kept positions (within the current selection) to each selection entry."""
+    out = []
+    for name, sel, full in zip(names, selections, fulls, strict=True):
+        if name not in norm:
+            out.append(sel)
+            continue
+        cur = selection_of(sel, full)
+        new = tuple(cur[i] for i in norm[name])
+        out.append(() if new == tuple(range(full)) else new)
+    return tuple(out)

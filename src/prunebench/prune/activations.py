@@ -1,0 +1,307 @@
+"""Sampling of layer activations for the reconstruction-based pruners (ThiNet, regression).
+
+Both methods look at one *consumer* layer at a time: a conv (or the classifier
+Linear) whose input channels are the channel group being pruned.  We run a
+seeded, class-balanced set of training images (no augmentation) through the
+network, catch the consumer's input with a forward pre-hook and cut out, for
+every image, the K = k_h*k_w input window of a few random output positions.  The
+forward pass stops as soon as everything asked for has been caught, so early
+layers are cheap to sample.
+
+Positions depend only on (seed, number of images, number of output positions),
+so sampling the original and the pruned network with the same seed gives
+aligned samples, which the regression method needs (target from the original
+net, inputs from the pruned one).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from prunebench.errors import ConfigError, SpecError
+
+
+class _Stop(Exception):
+    """Raised by the last hook to cut the forward pass short."""
+
+
+@dataclass
+class LayerSample:
+    """Samples of one consumer layer.
+
+    x: N × C × K input windows of a conv consumer (K = window size), or N × F
+       inputs of a Linear consumer (use `as_channels` to group its columns).
+    points: name -> N × C' feature vectors at the same output positions (see `sample_layer`).
+    images / locations: how the N = images × locations samples were drawn.
+    """
+
+    x: torch.Tensor
+    points: dict[str, torch.Tensor]
+    images: int
+    locations: int
+
+    @property
+    def samples(self) -> int:
+        return int(self.x.shape[0])
+
+    def record(self) -> dict[str, int]:
+        return {"images": self.images, "locations": self.locations, "samples": self.samples}
+
+
+def balanced_images(splits: Any, count: int, seed: int) -> torch.Tensor:
+    """`count` training images, as even over the classes as possible, normalised, no augmentation."""
+    from prunebench.data import batches  # data is an earlier pipeline stage
+
+    y = splits.train_y
+    if count < 1:
+        raise ConfigError("the number of sampling images must be at least 1")
+    g = torch.Generator().manual_seed(seed)
+    classes = torch.unique(y)
+    per_class = [count // len(classes) + (1 if i < count % len(classes) else 0) for i in range(len(classes))]
+    chosen = []
+    for c, n in zip(classes.tolist(), per_class):
+        idx = torch.nonzero(y == c).flatten()
+        chosen.append(idx[torch.randperm(len(idx), generator=g)[:n]])
+    index = torch.cat(chosen).sort().values
+    x, yy = splits.train_x[index], y[index]
+    return torch.cat([xb for xb, _ in batches(x, yy, info=splits.info, batch_size=512, train=False)])
+
+
+def _positions(images: int, total: int, locations: int, seed: int) -> torch.Tensor:
+    """images × locations output positions in [0, total), without replacement where possible."""
+    g = torch.Generator().manual_seed(seed)
+    if locations <= total:
+        return torch.rand(images, total, generator=g).argsort(dim=1)[:, :locations]
+    return torch.randint(total, (images, locations), generator=g)
+
+
+def _windows(inp: torch.Tensor, conv: nn.Conv2d, rows: torch.Tensor, cols: torch.Tensor, img: torch.Tensor) -> torch.Tensor:
+    """The input windows of `conv` at output positions (rows, cols) of images `img`: n × C × K."""
+    if conv.groups != 1 or conv.padding_mode != "zeros" or isinstance(conv.padding, str):
+        raise SpecError(f"activation sampling supports plain zero-padded convs only, not {conv}")
+    ph, pw = conv.padding
+    sh, sw = conv.stride
+    dh, dw = conv.dilation
+    kh, kw = conv.kernel_size
+    xp = F.pad(inp, (pw, pw, ph, ph))
+    r = rows[:, None] * sh + torch.arange(kh, device=inp.device) * dh  # n × kh
+    c = cols[:, None] * sw + torch.arange(kw, device=inp.device) * dw  # n × kw
+    # advanced indices separated by a slice go first: result is n × kh × kw × C
+    win = xp[img[:, None, None], :, r[:, :, None], c[:, None, :]]
+    return win.permute(0, 3, 1, 2).reshape(len(img), inp.shape[1], kh * kw)
+
+
+def _out_size(inp: torch.Tensor, conv: nn.Conv2d) -> tuple[int, int]:
+    h, w = inp.shape[-2:]
+    (ph, pw), (sh, sw), (dh, dw), (kh, kw) = conv.padding, conv.stride, conv.dilation, conv.kernel_size
+    return (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1, (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+
+
+@torch.no_grad()
+def sample_layer(
+    model: nn.Module,
+    consumer: str,
+    images: torch.Tensor,
+    *,
+    locations: int,
+    seed: int,
+    points: Sequence[tuple[str, str, str]] = (),
+    batch_size: int = 128,
+) -> LayerSample:
+    """Sample the input windows of module `consumer` over `images`.
+
+    points: (key, module name, "in"|"out") triples: also return that module's
+      input or output feature vector (N × C') at the consumer's sampled output
+      positions; used for residual error compensation (the block input / shortcut
+      output where the branch's last conv writes).  Those maps must have the
+      consumer's output spatial size.
+    """
+    modules = dict(model.named_modules())
+    if consumer not in modules:
+        raise SpecError(f"model has no module {consumer!r}")
+    layer = modules[consumer]
+    if not isinstance(layer, nn.Conv2d | nn.Linear):
+        raise SpecError(f"{consumer} is a {type(layer).__name__}; only Conv2d and Linear consumers can be sampled")
+    device = next(model.parameters()).device
+    state: dict[str, Any] = {}
+    xs: list[torch.Tensor] = []
+    pts: dict[str, list[torch.Tensor]] = {key: [] for key, _, _ in points}
+    pending: set[str] = set()
+    offset = 0
+
+    def batch_positions(b: int, oh: int, ow: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(image index, flat position) of this batch's samples; whichever hook fires first fixes the grid."""
+        if "grid" not in state:
+            state["grid"] = (oh, ow)
+            state["pos"] = _positions(len(images), oh * ow, locations, seed)
+        if state["grid"] != (oh, ow):
+            raise SpecError(f"a sampled map is {oh}x{ow}, the consumer {consumer!r} writes {state['grid']}")
+        pos = state["pos"][offset : offset + b]
+        return torch.arange(b).repeat_interleave(pos.shape[1]), pos.reshape(-1)
+
+    def grab_consumer(_m: nn.Module, args: tuple[Any, ...]) -> None:
+        inp = args[0]
+        b = inp.shape[0]
+        if isinstance(layer, nn.Linear):
+            xs.append(inp.reshape(b, -1).float().cpu())
+            state["locations"] = 1
+        else:
+            oh, ow = _out_size(inp, layer)
+            img, flat = batch_positions(b, oh, ow)
+            img, flat = img.to(inp.device), flat.to(inp.device)
+            xs.append(_windows(inp, layer, flat // ow, flat % ow, img).float().cpu())
+            state["locations"] = locations
+        pending.discard(consumer)
+        _maybe_stop()
+
+    def grab_point(key: str, t: torch.Tensor) -> None:
+        oh, ow = t.shape[-2:]
+        img, flat = batch_positions(t.shape[0], oh, ow)
+        img, flat = img.to(t.device), flat.to(t.device)
+        pts[key].append(t[img, :, flat // ow, flat % ow].float().cpu())
+        pending.discard(key)
+        _maybe_stop()
+
+    def _maybe_stop() -> None:
+        if not pending:
+            raise _Stop
+
+    handles = [layer.register_forward_pre_hook(grab_consumer)]
+    for key, name, where in points:
+        if name not in modules:
+            raise SpecError(f"model has no module {name!r}")
+        if where == "in":
+            handles.append(modules[name].register_forward_pre_hook(lambda _m, a, k=key: grab_point(k, a[0])))
+        else:
+            handles.append(modules[name].register_forward_hook(lambda _m, _a, o, k=key: grab_point(k, o)))
+    was_training = model.training
+    model.eval()
+    try:
+        for start in range(0, len(images), batch_size):
+            batch = images[start : start + batch_size].to(device)
+            pending.clear()
+            pending.update([consumer, *(key for key, _, _ in points)])
+            offset = start
+            try:
+                model(batch)
+            except _Stop:
+                pass
+            if pending:
+                raise SpecError(f"the forward pass never reached {', '.join(sorted(pending))}")
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    return LayerSample(
+        x=torch.cat(xs),
+        points={k: torch.cat(v) for k, v in pts.items()},
+        images=len(images),
+        locations=state["locations"],
+    )
+
+
+def consumer_weight(layer: nn.Module, channels: int) -> torch.Tensor:
+    """The consumer's weight as n × C × K (K = window size, or columns per channel of a Linear)."""
+    w = layer.weight.detach()
+    return w.reshape(w.shape[0], channels, -1)
+
+
+def as_channels(sample: LayerSample, channels: int) -> torch.Tensor:
+    """`sample.x` reshaped to N × channels × K (a Linear consumer's columns grouped per channel)."""
+    return sample.x.reshape(sample.x.shape[0], channels, -1)
+
+
+def contributions(x: torch.Tensor, weight: torch.Tensor, seed: int) -> torch.Tensor:
+    """ThiNet's per-channel contributions x̂_c = Σ_k W_{d,c,k} x_{c,k}, one random output channel d per sample.
+
+    x: N × C × K windows; weight: n × C × K. Returns N × C (float64).
+    """
+    g = torch.Generator().manual_seed(seed)
+    d = torch.randint(weight.shape[0], (x.shape[0],), generator=g)
+    return torch.einsum("nck,nck->nc", x.double(), weight.double()[d])
+
+
+# -- the layer-wise plan shared by ThiNet and the regression method ------------------------
+
+
+def keep_count(size: int, ratio: float) -> int:
+    """floor(size · ratio) in exact arithmetic (0.7 · 10 must give 7), at least 1."""
+    return max(1, int(Fraction(str(ratio)) * size))
+
+
+@dataclass
+class LayerPlan:
+    """Which groups to prune, to how many channels, in forward order; the target spec if named."""
+
+    keep: dict[str, int]
+    target: Any = None
+    notes: list[str] = field(default_factory=list)
+
+
+def plan_layers(
+    spec: Any,
+    *,
+    ratio: float | None,
+    target_name: str | None,
+    eligible: Any,
+    allowed: Sequence[str],
+    default_skip: Any = None,
+) -> LayerPlan:
+    """Resolve per-group keep counts from a keep ratio or a named zoo variant.
+
+    eligible(group) -> bool says which groups the method may prune at all.
+    default_skip(group) -> bool marks groups a plain ratio leaves whole (e.g. VGG's
+    last conv, whose consumer is the classifier).
+    A named target must match the model's groups by name; its widths are hit exactly.
+    """
+    groups = [g for g in spec.groups() if eligible(g)]
+    if target_name is None:
+        if ratio is None:
+            raise ConfigError("give a keep ratio or a named target")
+        keep = {g.name: keep_count(g.size, ratio) for g in groups if not (default_skip and default_skip(g))}
+        return LayerPlan(keep=keep)
+    if target_name not in allowed:
+        raise ConfigError(f"unknown target {target_name!r}; known: {', '.join(allowed)}")
+    from prunebench.models import variant
+
+    target = variant(
+        target_name, num_classes=spec.num_classes, in_channels=spec.in_channels, input_size=spec.input_size
+    )
+    wanted = {g.name: g.size for g in target.groups()}
+    keep: dict[str, int] = {}
+    for g in groups:
+        if g.name not in wanted:
+            raise SpecError(f"target {target_name} has no channel group {g.name}; is the model a matching base?")
+        if wanted[g.name] > g.size:
+            raise SpecError(f"target {target_name} wants {wanted[g.name]} channels in {g.name}, the model has {g.size}")
+        if wanted[g.name] < g.size:
+            keep[g.name] = wanted[g.name]
+    return LayerPlan(keep=keep, target=target)
+
+
+class Timer:
+    """Per-layer phase timings collected into a JSON-able dict."""
+
+    def __init__(self) -> None:
+        self.layers: dict[str, dict[str, float]] = {}
+
+    @contextmanager
+    def phase(self, layer: str, name: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            row = self.layers.setdefault(layer, {})
+            row[name] = round(row.get(name, 0.0) + time.perf_counter() - t0, 6)
+
+    def record(self) -> dict[str, dict[str, float]]:
+        return self.layers

@@ -1,0 +1,339 @@
+"""Regression-based channel pruning (He, Zhang & Sun, ICCV 2017): LASSO selection + least squares.
+
+Per layer, input to output.  For the consumer L of the group being pruned:
+
+* X (N × C × K): L's input windows in the **current**, partly pruned network;
+  Y (N × n): L's response in the **original** network at the same positions, so the
+  error accumulated by earlier layers is compensated.
+* Channel selection: with Z_i = X_i W_iᵀ, solve
+  min_β (1/2N')‖Y − Σ_i β_i Z_i‖² + λ‖β‖₁ (N' = N·n), raising λ along a warm-started
+  path until at most c′ coefficients are non-zero (bisection to land on c′; if it
+  cannot, the top-c′ |β| of the last solution with more than c′ survivors).
+  The problem only enters through G = ZᵀZ (C × C) and b = ZᵀY, which we get without
+  ever forming the N·n × C matrix Z: G = blocksum_K((XᵀX) ⊙ (WᵀW)).  scikit-learn's
+  `Lasso` then runs on the equivalent C-row problem (A = Λ^½Qᵀ, t = Λ^-½Qᵀb from G = QΛQᵀ).
+* Reconstruction: W′ = argmin ‖Y − X′W′ᵀ‖² on the kept channels (float64 least squares,
+  optional ridge), written into L after the producer's filters are removed.
+
+Residual blocks (paper §4.1 multi-branch): only block-internal groups are pruned
+(the groups never offer the residual width); a block-input "select" group is
+pruned with the same criterion (its consumer reads fewer channels, the shortcut
+all of them); the branch's last conv gets the residual-compensated target
+Y₁ + (S − S′)/a, S/S′ the original/current shortcut output and a its BN scale.
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from prunebench.errors import ConfigError, SpecError
+from prunebench.models import ResNetSpec
+from prunebench.models.resnet_imagenet import Block as ResNetBlock
+from prunebench.prune.activations import (
+    Timer,
+    as_channels,
+    balanced_images,
+    consumer_weight,
+    plan_layers,
+    sample_layer,
+)
+from prunebench.prune.base import PruneMethod, PruneResult
+from prunebench.prune.registry import register
+from prunebench.prune.surgery import prune_channels
+
+TARGETS = ("vgg16-5x", "resnet50-2x")
+
+
+@dataclass(frozen=True)
+class RegressionOptions:
+    """ratio: keep ratio per layer (floor, at least 1); variant: `vgg16-5x` / `resnet50-2x`, hit exactly.
+
+    images / locations: class-balanced sampling images and output positions per image.
+    ridge: least-squares Tikhonov term relative to the mean diagonal of X′ᵀX′ (0 = plain).
+    path_steps: λ values on the geometric path from 1e-4·λ_max to λ_max.
+    prune_last: with a ratio, also prune VGG's last conv (its consumer is the classifier).
+    residual_compensation: target Y₁ + (S − S′)/a for a residual branch's last conv.
+    """
+
+    ratio: float | None = None
+    variant: str | None = None
+    images: int = 200
+    locations: int = 10
+    ridge: float = 0.0
+    path_steps: int = 40
+    prune_last: bool = False
+    residual_compensation: bool = True
+    batch_size: int = 128
+
+    def validate(self) -> None:
+        if (self.ratio is None) == (self.variant is None):
+            raise ConfigError("regression: give exactly one of ratio and variant")
+        if self.ratio is not None and not 0 < self.ratio <= 1:
+            raise ConfigError(f"regression: ratio must be in (0, 1], got {self.ratio}")
+        if self.variant is not None and self.variant not in TARGETS:
+            raise ConfigError(f"regression: unknown variant {self.variant!r}; known: {', '.join(TARGETS)}")
+        if self.images < 1 or self.locations < 1 or self.ridge < 0 or self.path_steps < 2:
+            raise ConfigError("regression: images, locations >= 1, ridge >= 0, path_steps >= 2")
+
+
+@dataclass
+class LassoTerms:
+    """The LASSO problem in Gram form: ‖Y − Zβ‖² = βᵀGβ − 2bᵀβ + ‖Y‖²; rows = N·n."""
+
+    gram: torch.Tensor
+    b: torch.Tensor
+    rows: int
+
+
+def lasso_terms(x: torch.Tensor, weight: torch.Tensor, y: torch.Tensor) -> LassoTerms:
+    """G_ij = Σ_s ⟨X_i[s]W_iᵀ, X_j[s]W_jᵀ⟩ and b_i = Σ_s ⟨X_i[s]W_iᵀ, Y[s]⟩, without forming Z.
+
+    x: N × C × K, weight: n × C × K, y: N × n.
+    """
+    n_s, c, k = x.shape
+    xf = x.reshape(n_s, c * k).double()
+    wf = weight.reshape(weight.shape[0], c * k).double()
+    gram = ((xf.T @ xf) * (wf.T @ wf)).reshape(c, k, c, k).sum((1, 3))
+    b = (xf * (y.double() @ wf)).reshape(n_s, c, k).sum((0, 2))
+    return LassoTerms(gram=gram, b=b, rows=n_s * weight.shape[0])
+
+
+def _reduced(terms: LassoTerms) -> tuple[Any, Any]:
+    """An equivalent least-squares design with C rows: ‖t − Aβ‖² = βᵀGβ − 2bᵀβ + const."""
+    evals, evecs = torch.linalg.eigh(terms.gram)
+    good = evals > evals.max() * 1e-12
+    root = evals[good].sqrt()
+    a = root[:, None] * evecs[:, good].T
+    t = (evecs[:, good].T @ terms.b) / root
+    return a.numpy(), t.numpy()
+
+
+@dataclass
+class Selection:
+    kept: list[int]
+    lam: float  # in the paper's units: (1/2N')‖·‖² + λ‖β‖₁
+    path: int  # LASSO fits solved
+    exact: bool  # the LASSO itself left exactly c′ non-zeros (else top-|β| fallback)
+
+
+def lasso_select(terms: LassoTerms, keep: int, steps: int = 40) -> Selection:
+    """Raise λ along a warm-started geometric path until ≤ keep coefficients survive, then bisect."""
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import Lasso
+
+    a, t = _reduced(terms)
+    rows = a.shape[0]
+    c = terms.gram.shape[0]
+    if keep >= c:
+        return Selection(kept=list(range(c)), lam=0.0, path=0, exact=True)
+    alpha_max = float(abs(terms.b).max()) / rows
+    lasso = Lasso(alpha=alpha_max, fit_intercept=False, warm_start=True, max_iter=5000, tol=1e-6, selection="cyclic")
+    fits = 0
+
+    def fit(alpha: float) -> torch.Tensor:
+        nonlocal fits
+        fits += 1
+        lasso.set_params(alpha=alpha)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            lasso.fit(a, t)
+        return torch.from_numpy(lasso.coef_.copy())
+
+    alphas = torch.logspace(-4, 0, steps, dtype=torch.float64) * alpha_max
+    low, low_beta = 0.0, None  # last alpha with more than `keep` survivors
+    high = alpha_max
+    for alpha in alphas.tolist():
+        beta = fit(alpha)
+        nnz = int((beta != 0).sum())
+        if nnz == keep:
+            return _selection(beta, keep, alpha, rows, terms.rows, fits, True)
+        if nnz < keep:
+            high = alpha
+            break
+        low, low_beta = alpha, beta
+    if low_beta is None:  # even the smallest λ keeps too few: rank the least-penalised solution
+        low_beta = beta
+    for _ in range(12):  # bisection between a λ with too many and one with too few survivors
+        mid = (low + high) / 2 if low else high / 2
+        beta = fit(mid)
+        nnz = int((beta != 0).sum())
+        if nnz == keep:
+            return _selection(beta, keep, mid, rows, terms.rows, fits, True)
+        if nnz > keep:
+            low, low_beta = mid, beta
+        else:
+            high = mid
+    return _selection(low_beta, keep, low, rows, terms.rows, fits, False)
+
+
+def _selection(beta: torch.Tensor, keep: int, alpha: float, rows: int, paper_rows: int, fits: int, exact: bool) -> Selection:
+    # stable ranking by |β| (ties: lower channel index first)
+    order = torch.sort(-beta.abs(), stable=True).indices[:keep]
+    return Selection(kept=sorted(order.tolist()), lam=alpha * rows / paper_rows, path=fits, exact=exact)
+
+
+def least_squares(x: torch.Tensor, y: torch.Tensor, kept: list[int], ridge: float = 0.0) -> torch.Tensor:
+    """W′ (n × |kept| × K, float64) minimising ‖Y − X′W′ᵀ‖² over the kept channels' windows."""
+    xs = x[:, kept].reshape(x.shape[0], -1).double()
+    normal = xs.T @ xs
+    if ridge:
+        normal = normal + ridge * normal.diagonal().mean() * torch.eye(normal.shape[0], dtype=torch.float64)
+    sol = torch.linalg.lstsq(normal, xs.T @ y.double(), driver="gelsd").solution
+    return sol.T.reshape(y.shape[1], len(kept), x.shape[2])
+
+
+def relative_error(x: torch.Tensor, y: torch.Tensor, kept: list[int], weight: torch.Tensor) -> float:
+    """‖Y − X′W′ᵀ‖² / ‖Y‖² on the samples."""
+    pred = x[:, kept].reshape(x.shape[0], -1).double() @ weight.reshape(weight.shape[0], -1).double().T
+    return float(((y.double() - pred) ** 2).sum() / (y.double() ** 2).sum().clamp_min(1e-300))
+
+
+def response(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """The consumer's bias-free response Y = X Wᵀ (N × n)."""
+    return x.reshape(x.shape[0], -1).double() @ weight.reshape(weight.shape[0], -1).double().T
+
+
+@register
+class Regression(PruneMethod):
+    name = "regression"
+    description = "channel pruning by LASSO channel selection and least-squares reconstruction (He et al. 2017)"
+    Options = RegressionOptions
+
+    def variants(self) -> list[str]:
+        return list(TARGETS)
+
+    def prune(self, model: nn.Module, splits: Any, opts: RegressionOptions, *, seed: int = 0) -> PruneResult:
+        original = copy.deepcopy(model).eval()
+        model = _with_input_selection(copy.deepcopy(model), opts.variant)
+        modules = dict(model.named_modules())
+        plan = plan_layers(
+            model.spec,
+            ratio=opts.ratio,
+            target_name=opts.variant,
+            eligible=lambda g: len(g.consumers) == 1 and isinstance(modules[g.consumers[0]], nn.Conv2d | nn.Linear),
+            allowed=TARGETS,
+            default_skip=None if opts.prune_last else (lambda g: isinstance(modules[g.consumers[0]], nn.Linear)),
+        )
+        timer = Timer()
+        with timer.phase("all", "images"):
+            images = balanced_images(splits, opts.images, seed)
+        layers: dict[str, dict[str, Any]] = {}
+        kept_all: dict[str, list[int]] = {}
+        sampling: dict[str, int] = {}
+        for index, name in enumerate(g.name for g in model.spec.groups() if g.name in plan.keep):
+            group = next(g for g in model.spec.groups() if g.name == name)
+            consumer = group.consumers[0]
+            layer = dict(model.named_modules())[consumer]
+            weight = consumer_weight(layer, group.size)
+            residual = _residual_points(model, consumer) if opts.residual_compensation else None
+            with timer.phase(name, "sampling"):
+                points = residual.points if residual else ()
+                cur = sample_layer(
+                    model, consumer, images, locations=opts.locations, seed=seed + index,
+                    points=points, batch_size=opts.batch_size,
+                )  # fmt: skip
+                orig = sample_layer(
+                    original, consumer, images, locations=opts.locations, seed=seed + index,
+                    points=points, batch_size=opts.batch_size,
+                )  # fmt: skip
+                orig_layer = dict(original.named_modules())[consumer]
+                x = as_channels(cur, group.size)
+                x_orig = orig.x.reshape(orig.x.shape[0], -1)
+                y = x_orig.double() @ orig_layer.weight.detach().reshape(orig_layer.weight.shape[0], -1).double().T
+                if residual:
+                    y = y + (orig.points["shortcut"].double() - cur.points["shortcut"].double()) / residual.scale
+            with timer.phase(name, "selection"):
+                sel = lasso_select(lasso_terms(x, weight, y), plan.keep[name], opts.path_steps)
+            with timer.phase(name, "reconstruction"):
+                new_w = least_squares(x, y, sel.kept, opts.ridge)
+                err = relative_error(x, y, sel.kept, new_w)
+            with timer.phase(name, "surgery"):
+                model = prune_channels(model, {name: sel.kept})
+                target_layer = dict(model.named_modules())[consumer]
+                with torch.no_grad():
+                    target_layer.weight.copy_(new_w.reshape(target_layer.weight.shape).to(target_layer.weight.dtype))
+            kept_all[name] = sel.kept
+            sampling = cur.record()
+            layers[name] = {
+                "kind": group.kind,
+                "size": group.size,
+                "kept": len(sel.kept),
+                "lambda": sel.lam,
+                "lasso_fits": sel.path,
+                "lasso_exact": sel.exact,
+                "relative_error": err,
+                "residual_compensation": residual is not None,
+            }
+        info = {
+            "method": self.name,
+            "target": opts.variant,
+            "ratio": opts.ratio,
+            "ridge": opts.ridge,
+            "sampling": sampling,
+            "layers": layers,
+            "timings": timer.record(),
+            "notes": [
+                "X from the current pruned net, Y from the original net at the same seeded positions",
+                "LASSO: scikit-learn Lasso on the Gram-equivalent C-row problem, warm-started geometric λ path + bisection",
+            ],
+        }
+        if plan.target is not None:
+            _check_widths(model.spec, plan.target)
+        return PruneResult(model=model, kept=kept_all, info=info)
+
+
+@dataclass
+class _Residual:
+    points: tuple[tuple[str, str, str], ...]
+    scale: torch.Tensor  # per-channel scale a of BN (and gate) after the branch's last conv
+
+
+def _residual_points(model: nn.Module, consumer: str) -> _Residual | None:
+    """If `consumer` is the last conv of a zoo ResNet block's branch: where its shortcut is read, and a.
+
+    Block output = relu(a·conv + c + shortcut) with a = gate·γ/√(var+ε) in eval mode, so the
+    conv must produce Y₁ + (S − S′)/a to make the block output match the original.
+    CIFAR option-A blocks have a functional shortcut and are not compensated.
+    """
+    block_name, _, conv_name = consumer.rpartition(".")
+    block = model.get_submodule(block_name) if block_name else None
+    if not isinstance(block, ResNetBlock):
+        return None
+    last, bn_name = ("conv3", "bn3") if hasattr(block, "conv3") else ("conv2", "bn2")
+    if conv_name != last:
+        return None
+    bn = getattr(block, bn_name)
+    scale = (bn.weight / torch.sqrt(bn.running_var + bn.eps)).detach().double().cpu()
+    if hasattr(block, "gate"):
+        scale = scale * float(block.gate.weight)
+    if (scale == 0).any():
+        return None  # a dead channel cannot be compensated through its BN
+    where = (f"{block_name}.downsample", "out") if hasattr(block, "downsample") else (block_name, "in")
+    return _Residual(points=(("shortcut", *where),), scale=scale)
+
+
+def _with_input_selection(model: nn.Module, target: str | None) -> nn.Module:
+    """resnet50-2x prunes block inputs through selection layers: give a plain ResNet full selections."""
+    spec = model.spec
+    if target != "resnet50-2x" or not isinstance(spec, ResNetSpec) or spec.selections:
+        return model
+    wide = spec.replace(selections=((),) * sum(spec.blocks))
+    new = wide.build()
+    state = new.state_dict()
+    state.update(model.state_dict())
+    new.load_state_dict(state)
+    return new.to(next(model.parameters()).device).train(model.training)
+
+
+def _check_widths(spec: Any, target: Any) -> None:
+    wanted = {g.name: g.size for g in target.groups()}
+    got = {g.name: g.size for g in spec.groups()}
+    wrong = [n for n in wanted if got.get(n) != wanted[n]]
+    if wrong:
+        raise SpecError(f"pruned widths differ from {target.name or 'the target'} at {', '.join(wrong[:5])}")

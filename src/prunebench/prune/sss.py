@@ -1,0 +1,304 @@
+"""Sparse Structure Selection (Huang & Wang, ECCV 2018) on residual blocks.
+
+Every residual branch gets a scalar gate λ_b (block = x + λ_b·F_b(x)); the large
+model is trained with an L1 penalty γ Σ|λ_b| on the gates, optimised by the
+paper's accelerated proximal gradient (APG) in its momentum form:
+
+    z  = λ′ − η ∇G(λ′)                 (G: the data loss; λ′ the look-ahead point the net uses)
+    λ  = S_{ηγ}(z)                     (soft threshold: exact zeros)
+    v  = λ − λ′ + μ v
+    λ′ = λ + μ v
+
+Gates are owned by the `GateAPG` callback: after every optimizer step it overwrites
+whatever SGD did to them, so SGD's momentum and weight decay never act on gates
+(the L1 term is their only regulariser).  At every epoch end and at the end of
+training the gates hold the proximal iterate λ itself, so checkpoints and
+evaluations see the exact zeros.
+
+Pruning removes the blocks whose gate is exactly 0 (a stage's first block keeps its
+projection shortcut), folds the surviving gates into the branch's last BN, and
+returns a physically shallower net without gates that computes the same function.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from prunebench.errors import ConfigError, SpecError
+from prunebench.models import ModelSpec, ResNetSpec, variant
+from prunebench.prune.base import PruneMethod, PruneResult
+from prunebench.prune.registry import register
+from prunebench.train import Callback, TrainContext
+
+TARGETS = ("resnet41", "resnet32", "resnet26")
+
+
+@dataclass(frozen=True)
+class SSSOptions:
+    """penalty: γ of the L1 term on the gates; momentum: the APG μ.
+
+    keep_blocks: after training, zero the smallest gates until this many residual blocks remain.
+    variant: `resnet41` / `resnet32` / `resnet26`: keep the largest gates per stage to hit that layout.
+    With neither, the blocks whose gates the training drove to exactly zero are removed.
+    finetune: give the pruned net a fine-tune stage (the paper's result is the pruned net itself).
+    """
+
+    penalty: float = 0.01
+    momentum: float = 0.9
+    keep_blocks: int | None = None
+    variant: str | None = None
+    finetune: bool = False
+
+    def validate(self) -> None:
+        if self.penalty < 0 or not 0 <= self.momentum < 1:
+            raise ConfigError("sss: penalty must be >= 0 and momentum in [0, 1)")
+        if self.keep_blocks is not None and self.variant is not None:
+            raise ConfigError("sss: give at most one of keep_blocks and variant")
+        if self.keep_blocks is not None and self.keep_blocks < 0:
+            raise ConfigError("sss: keep_blocks must be >= 0")
+        if self.variant is not None and self.variant not in TARGETS:
+            raise ConfigError(f"sss: unknown variant {self.variant!r}; known: {', '.join(TARGETS)}")
+
+
+def soft_threshold(z: torch.Tensor, t: float) -> torch.Tensor:
+    return torch.sign(z) * torch.clamp(z.abs() - t, min=0.0)
+
+
+def gates(model: nn.Module) -> dict[str, nn.Parameter]:
+    """Block path -> its gate parameter, in forward order."""
+    spec = _resnet_spec(model.spec)
+    found = {blk: model.get_submodule(blk).gate.weight for blk, _ in spec.block_names()
+             if hasattr(model.get_submodule(blk), "gate")}  # fmt: skip
+    if not found:
+        raise SpecError("SSS needs a gated ResNet (build the large model from `prepare_large`)")
+    return found
+
+
+class GateAPG(Callback):
+    """The APG update of the gates after every SGD step (see the module docstring)."""
+
+    def __init__(self, penalty: float, momentum: float) -> None:
+        self.penalty, self.momentum = penalty, momentum
+        self.params: list[nn.Parameter] = []
+        self.v = torch.zeros(0)
+        self.prox = torch.zeros(0)
+        self._next = torch.zeros(0)
+
+    def on_train_start(self, ctx: TrainContext) -> None:
+        self.params = list(gates(ctx.model).values())
+        if self.v.numel() != len(self.params):
+            self.v = torch.zeros(len(self.params), dtype=torch.float64)
+            self.prox = self._values().double()
+
+    def _values(self) -> torch.Tensor:
+        return torch.stack([p.detach().reshape(()) for p in self.params]).cpu()
+
+    def _lr(self, ctx: TrainContext) -> float:
+        first = self.params[0]
+        return next(g["lr"] for g in ctx.optimizer.param_groups if any(p is first for p in g["params"]))
+
+    def before_step(self, ctx: TrainContext) -> None:
+        lr = self._lr(ctx)
+        look = self._values().double()
+        grad = torch.stack(
+            [p.grad.detach().reshape(()).cpu() if p.grad is not None else torch.zeros(()) for p in self.params]
+        ).double()
+        self.prox = soft_threshold(look - lr * grad, lr * self.penalty)
+        self.v = self.prox - look + self.momentum * self.v
+        self._next = self.prox + self.momentum * self.v
+
+    def after_step(self, ctx: TrainContext) -> None:
+        self._write(self._next)
+
+    def on_epoch_end(self, ctx: TrainContext) -> None:
+        self._write(self.prox)
+
+    def on_train_end(self, ctx: TrainContext) -> None:
+        self._write(self.prox)
+
+    def _write(self, values: torch.Tensor) -> None:
+        with torch.no_grad():
+            for p, v in zip(self.params, values.tolist(), strict=True):
+                p.fill_(v)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"v": self.v.clone(), "prox": self.prox.clone()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.v, self.prox = state["v"].double(), state["prox"].double()
+
+
+def _resnet_spec(spec: Any) -> ResNetSpec:
+    if not isinstance(spec, ResNetSpec):
+        raise SpecError(f"SSS works on the zoo's ResNets (family 'resnet'), not {getattr(spec, 'family', spec)!r}")
+    return spec
+
+
+def _stages(spec: ResNetSpec) -> list[list[str]]:
+    out: list[list[str]] = [[] for _ in spec.blocks]
+    for blk, stage in spec.block_names():
+        out[stage].append(blk)
+    return out
+
+
+def _has_projection(model: nn.Module, blk: str) -> bool:
+    return hasattr(model.get_submodule(blk), "downsample")
+
+
+def _choose(model: nn.Module, values: dict[str, float], opts: SSSOptions) -> dict[str, bool]:
+    """Block -> kept, from the exact zeros, a block count, or a named layout."""
+    spec = model.spec
+    if opts.variant is None and opts.keep_blocks is None:
+        return {blk: v != 0.0 for blk, v in values.items()}
+    order = sorted(values, key=lambda b: (-abs(values[b]), list(values).index(b)))  # ties: earlier block first
+    if opts.keep_blocks is not None:
+        if opts.keep_blocks > len(values):
+            raise ConfigError(f"sss: keep_blocks={opts.keep_blocks} but the model has {len(values)} blocks")
+        top = set(order[: opts.keep_blocks])
+        return {blk: blk in top for blk in values}
+    target = variant(opts.variant, num_classes=spec.num_classes, in_channels=spec.in_channels,
+                     input_size=spec.input_size)  # fmt: skip
+    if len(target.blocks) != len(spec.blocks):
+        raise SpecError(f"{opts.variant} has {len(target.blocks)} stages, the model {len(spec.blocks)}")
+    keep: dict[str, bool] = {}
+    for s, blocks in enumerate(_stages(spec)):
+        first_kept = bool(target.first_residual[s])
+        want = target.blocks[s] - (1 if first_kept else 0)  # residual blocks besides the first
+        first, rest = blocks[0], blocks[1:]
+        if not spec.first_residual[s]:
+            first, rest = None, blocks
+        if first is not None:
+            keep[first] = first_kept
+        elif first_kept:
+            raise SpecError(f"{opts.variant}: stage {s + 1} keeps its first block, the model has already lost it")
+        if want > len(rest):
+            raise SpecError(f"{opts.variant}: stage {s + 1} needs {want} more blocks, the model has {len(rest)}")
+        top = set(sorted(rest, key=lambda b: (-abs(values[b]), rest.index(b)))[:want])
+        keep.update({b: b in top for b in rest})
+    return keep
+
+
+def guard_stages(model: nn.Module, keep: dict[str, bool]) -> list[str]:
+    """A stage without a projection cannot be emptied in the zoo: keep its first block (gate 0 → identity)."""
+    notes = []
+    for s, names in enumerate(_stages(model.spec)):
+        if names and model.spec.first_residual[s] and not any(keep[b] for b in names):
+            if not _has_projection(model, names[0]):
+                keep[names[0]] = True
+                notes.append(f"stage {s + 1} has no projection to keep: {names[0]} kept (its gate is folded in)")
+    return notes
+
+
+def remove_blocks(model: nn.Module, keep: dict[str, bool]) -> nn.Module:
+    """The shallower net without gates: survivors' weights copied, their gates folded into the last BN."""
+    spec = _resnet_spec(model.spec)
+    blocks, firsts, inner, sels = [], [], [], []
+    mapping: dict[str, str] = {}  # old module prefix -> new
+    index = {blk: k for k, (blk, _) in enumerate(spec.block_names())}
+    for s, names in enumerate(_stages(spec)):
+        first_res = spec.first_residual[s]
+        if not first_res:  # an earlier removal left a projection-only unit: it stays
+            mapping[f"layer{s + 1}.0."] = f"layer{s + 1}.0."
+        if first_res and not keep[names[0]] and _has_projection(model, names[0]):
+            first_res = False  # the projection stays as a projection-only unit
+            mapping[f"{names[0]}.downsample."] = f"layer{s + 1}.0.downsample."
+        offset = 0 if first_res else 1
+        survivors = [b for b in names if keep[b]]
+        if not survivors and first_res:
+            raise SpecError(f"SSS would empty stage {s + 1}, which has no projection to keep; keep one of its blocks")
+        for j, blk in enumerate(survivors):
+            mapping[f"{blk}."] = f"layer{s + 1}.{j + offset}."
+            inner.append(spec.inner[index[blk]])
+            if spec.selections:
+                sels.append(spec.selections[index[blk]])
+        blocks.append(len(survivors))
+        firsts.append(first_res)
+    new_spec = dataclasses.replace(spec, blocks=tuple(blocks), first_residual=tuple(firsts), inner=tuple(inner),
+                                   selections=tuple(sels), gates=False)  # fmt: skip
+    new_spec.validate()
+    new = new_spec.build()
+    state = new.state_dict()
+    old = model.state_dict()
+    folded = _folded(model, [b for b, k in keep.items() if k])
+    for key, value in old.items():
+        if ".gate." in key:
+            continue
+        new_key = _rename(key, mapping)
+        if new_key is None:
+            continue
+        state[new_key] = folded.get(key, value)
+    new.load_state_dict(state)
+    new.to(next(model.parameters()).device)
+    new.train(model.training)
+    return new
+
+
+def _rename(key: str, mapping: dict[str, str]) -> str | None:
+    """New state key of an old one; None for tensors of removed blocks."""
+    for old, new in mapping.items():
+        if key.startswith(old):
+            return new + key[len(old):]
+    if key.startswith("layer"):
+        return None
+    return key
+
+
+def _folded(model: nn.Module, kept: list[str]) -> dict[str, torch.Tensor]:
+    """gate·(γ x̂ + β) = (gate·γ) x̂ + gate·β: the gate moves into the branch's last BN."""
+    out = {}
+    for blk in kept:
+        block = model.get_submodule(blk)
+        if not hasattr(block, "gate"):
+            continue
+        bn = "bn3" if hasattr(block, "conv3") else "bn2"
+        g = block.gate.weight.detach().reshape(())
+        for t in ("weight", "bias"):
+            out[f"{blk}.{bn}.{t}"] = getattr(block, bn).get_parameter(t).detach() * g
+    return out
+
+
+@register
+class SSS(PruneMethod):
+    name = "sss"
+    description = "Sparse Structure Selection: L1-penalised residual-block gates (APG), zero-gate blocks removed"
+    Options = SSSOptions
+    large_training_kind = "gated"
+
+    def variants(self) -> list[str]:
+        return list(TARGETS)
+
+    def prepare_large(self, spec: ModelSpec, opts: SSSOptions) -> ModelSpec:
+        return _resnet_spec(spec).replace(gates=True)
+
+    def large_training(self, opts: SSSOptions, spec: Any) -> list[Any]:
+        return [GateAPG(opts.penalty, opts.momentum)]
+
+    def finetune(self, opts: SSSOptions, base: Any) -> Any | None:
+        return base if opts.finetune else None
+
+    def prune(self, model: nn.Module, splits: Any, opts: SSSOptions, *, seed: int = 0) -> PruneResult:
+        t0 = time.perf_counter()
+        values = {blk: float(p.detach()) for blk, p in gates(model).items()}
+        keep = _choose(model, values, opts)
+        guard = guard_stages(model, keep)
+        t1 = time.perf_counter()
+        pruned = remove_blocks(model, keep)
+        t2 = time.perf_counter()
+        info = {
+            "method": self.name,
+            "penalty": opts.penalty,
+            "target": opts.variant or (f"{opts.keep_blocks} blocks" if opts.keep_blocks is not None else "zero gates"),
+            "gates": values,
+            "removed": [b for b, k in keep.items() if not k],
+            "blocks": list(pruned.spec.blocks),
+            "first_residual": list(pruned.spec.first_residual),
+            "timings": {"all": {"selection": round(t1 - t0, 6), "surgery": round(t2 - t1, 6)}},
+            "notes": ["surviving gates folded into the last BN of their branch; the pruned net has no gates", *guard],
+        }
+        return PruneResult(model=pruned, info=info)

@@ -1,0 +1,150 @@
+"""Generic channel surgery driven by the zoo's channel groups (methods.md §1.3, §1.5).
+
+`prune_channels` builds the pruned spec and slices every tensor a group names;
+`channel_masks` is its exact mask equivalent.  `prune_foreign` handles models
+outside the zoo through Torch-Pruning's dependency graph.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from prunebench.errors import SpecError
+from prunebench.models.layers import ChannelSelection
+from prunebench.models.spec import ModelSpec, normalize_kept
+
+
+def _spec(model: nn.Module) -> ModelSpec:
+    spec = getattr(model, "spec", None)
+    if not isinstance(spec, ModelSpec):
+        raise SpecError("channel surgery needs a zoo model (with .spec); use prune_foreign for other models")
+    return spec
+
+
+def _columns(kept: Sequence[int], repeat: int) -> torch.Tensor:
+    """Indices along a member's dim: with `repeat` > 1 each channel owns `repeat` consecutive columns."""
+    idx = torch.tensor(list(kept), dtype=torch.long)
+    if repeat == 1:
+        return idx
+    return (idx[:, None] * repeat + torch.arange(repeat)).reshape(-1)
+
+
+def prune_channels(model: nn.Module, kept: dict[str, list[int]]) -> nn.Module:
+    """A new zoo model keeping `kept[group]` channels of each named group, weights inherited.
+
+    Group members are `index_select`-ed; every other tensor is copied unchanged,
+    except channel-selection indices, which come from the pruned spec.
+    """
+    spec = _spec(model)
+    groups = spec.groups()
+    norm = normalize_kept(groups, kept)
+    new = spec.with_kept(kept).build()
+    slices: dict[str, list[tuple[int, torch.Tensor]]] = {}
+    for g in groups:
+        if g.name in norm:
+            for key, dim, repeat in g.members:
+                slices.setdefault(key, []).append((dim, _columns(norm[g.name], repeat)))
+    fresh = {f"{name}.indices" for name, m in new.named_modules() if isinstance(m, ChannelSelection)}
+    target = new.state_dict()
+    state = {}
+    for key, tensor in model.state_dict().items():
+        if key in fresh:
+            continue
+        for dim, idx in slices.get(key, ()):
+            tensor = tensor.index_select(dim, idx.to(tensor.device))
+        if tensor.shape != target[key].shape:  # a family's groups disagree with its build: a bug, not user error
+            raise RuntimeError(f"surgery: {key} sliced to {tuple(tensor.shape)}, model wants {tuple(target[key].shape)}")
+        state[key] = tensor
+    new.load_state_dict(state, strict=False)
+    ref = next(model.parameters())
+    new.to(device=ref.device)
+    new.train(model.training)
+    return new
+
+
+def _mask_rows(masks: dict[str, torch.Tensor], key: str, shape: torch.Size, dim: int, drop: torch.Tensor) -> None:
+    m = masks.setdefault(key, torch.ones(shape, dtype=torch.bool))
+    m.index_fill_(dim, drop, False)
+
+
+def channel_masks(model: nn.Module, kept: dict[str, list[int]]) -> dict[str, torch.Tensor]:
+    """Parameter name -> bool mask (full shape) that makes the model compute what `prune_channels` gives.
+
+    "out" groups: the producer's filter and bias, and its BN's gamma and beta.
+    "select" groups: the gamma and beta of the BN in front of the selection at the
+    dropped positions (or, without such a BN, the consumers' input columns).
+    """
+    spec = _spec(model)
+    groups = {g.name: g for g in spec.groups()}
+    params = dict(model.named_parameters())
+    masks: dict[str, torch.Tensor] = {}
+    for name, keep in normalize_kept(list(groups.values()), kept).items():
+        g = groups[name]
+        drop = torch.tensor(sorted(set(range(g.size)) - set(keep)), dtype=torch.long)
+        if not len(drop):
+            continue
+        if g.kind == "out":
+            keys = [f"{g.producer}.weight", f"{g.producer}.bias"]
+            if g.bn:
+                keys += [f"{g.bn}.weight", f"{g.bn}.bias"]
+            for key in keys:
+                if key in params:
+                    _mask_rows(masks, key, params[key].shape, 0, drop)
+        elif g.bn:
+            sel = model.get_submodule(name)
+            assert isinstance(sel, ChannelSelection)
+            positions = sel.indices.cpu()[drop]
+            for key in (f"{g.bn}.weight", f"{g.bn}.bias"):
+                _mask_rows(masks, key, params[key].shape, 0, positions)
+        else:
+            for consumer in g.consumers:
+                key = f"{consumer}.weight"
+                _mask_rows(masks, key, params[key].shape, 1, drop)
+    return masks
+
+
+def apply_channel_masks(model: nn.Module, masks: dict[str, torch.Tensor]) -> None:
+    """Zero every masked-out entry of `model` in place."""
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for key, m in masks.items():
+            params[key].mul_(m.to(params[key].device, params[key].dtype))
+
+
+def prune_foreign(model: nn.Module, example_input: torch.Tensor, kept: dict[str, list[int]]) -> nn.Module:
+    """Prune output channels of a model outside the zoo with Torch-Pruning's DependencyGraph.
+
+    `kept` maps the name of a Conv2d/Linear to the output channels to keep; all
+    coupled layers (BN, consumers, residual partners) are pruned with it.  The
+    input model is left untouched; a pruned copy is returned (it has no spec).
+    """
+    import torch_pruning as tp  # the version is pinned in pyproject; import lazily, it is heavy
+
+    pruned = copy.deepcopy(model)
+    modules = dict(pruned.named_modules())
+    graph = tp.DependencyGraph().build_dependency(pruned, example_inputs=example_input.to(next(pruned.parameters()).device))
+    for name, keep in kept.items():
+        layer = modules.get(name)
+        if isinstance(layer, nn.Conv2d):
+            fn, width = tp.prune_conv_out_channels, layer.out_channels
+        elif isinstance(layer, nn.Linear):
+            fn, width = tp.prune_linear_out_channels, layer.out_features
+        else:
+            raise SpecError(f"prune_foreign: {name!r} is not a Conv2d or Linear of the model")
+        keep_set = {int(i) for i in keep}
+        if not keep_set:
+            raise SpecError(f"prune_foreign: {name!r} would keep 0 channels")
+        if min(keep_set) < 0 or max(keep_set) >= width:
+            raise SpecError(f"prune_foreign: {name!r} index out of range 0..{width - 1}")
+        drop = sorted(set(range(width)) - keep_set)
+        if not drop:
+            continue
+        group = graph.get_pruning_group(layer, fn, idxs=drop)
+        if not graph.check_pruning_group(group):
+            raise SpecError(f"prune_foreign: pruning {name!r} would empty a coupled layer")
+        group.prune()
+    return pruned

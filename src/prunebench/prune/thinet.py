@@ -1,0 +1,232 @@
+"""ThiNet (Luo, Wu & Lin, ICCV 2017): prune a layer's filters by the next layer's reconstruction.
+
+Layer by layer, input to output, on the current partly pruned network:
+
+1. sample the consumer's input windows at random output positions and turn each
+   sample into per-channel contributions x̂_c (one random output filter d per sample);
+2. greedily move into the removed set T the channel that keeps Σ_i (Σ_{j∈T} x̂_ij)²
+   smallest (incremental: with the Gram matrix G = X̂ᵀX̂ every step costs O(C));
+3. rescale the kept input channels of the consumer by least squares (float64,
+   optional ridge) so Σ_{c∈S} w_c x̂_c reproduces ŷ = Σ_c x̂_c;
+4. remove the producer's filters (and BN channels) with the generic surgery,
+   multiply the consumer's kernel slices by w, optionally fine-tune briefly.
+
+VGG: every conv whose consumer is a conv (the last conv, whose consumer is the
+classifier, only when `prune_last` or a named target asks).  Bottleneck ResNets:
+conv1 and conv2 of every block (consumers conv2 and conv3), as the groups say.
+"""
+
+from __future__ import annotations
+
+import copy
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from prunebench.errors import ConfigError, SpecError
+from prunebench.prune.activations import (
+    Timer,
+    as_channels,
+    balanced_images,
+    consumer_weight,
+    contributions,
+    plan_layers,
+    sample_layer,
+)
+from prunebench.prune.base import PruneMethod, PruneResult
+from prunebench.prune.registry import register
+from prunebench.prune.surgery import prune_channels
+
+TARGETS = ("thinet-conv", "thinet-gap", "thinet-tiny", "thinet-30", "thinet-50", "thinet-70")
+
+
+@dataclass(frozen=True)
+class ThiNetOptions:
+    """ratio: keep ratio per layer (floor(C·r), at least 1); variant: a named target hit exactly.
+
+    images / locations: class-balanced sampling images and output positions per image.
+    ridge: Tikhonov term of the rescaling, relative to the mean diagonal of X̂ᵀX̂ (0 = plain least squares).
+    prune_last: with a ratio, also prune the last conv (its consumer is the classifier).
+    finetune_between / finetune_lr: epochs and constant LR of a brief fine-tune after each layer.
+    """
+
+    ratio: float | None = None
+    variant: str | None = None
+    images: int = 100
+    locations: int = 10
+    ridge: float = 0.0
+    prune_last: bool = False
+    finetune_between: int = 0
+    finetune_lr: float = 0.001
+    batch_size: int = 128
+
+    def validate(self) -> None:
+        if (self.ratio is None) == (self.variant is None):
+            raise ConfigError("thinet: give exactly one of ratio and variant")
+        if self.ratio is not None and not 0 < self.ratio <= 1:
+            raise ConfigError(f"thinet: ratio must be in (0, 1], got {self.ratio}")
+        if self.variant is not None and self.variant not in TARGETS:
+            raise ConfigError(f"thinet: unknown variant {self.variant!r}; known: {', '.join(TARGETS)}")
+        if self.images < 1 or self.locations < 1 or self.ridge < 0 or self.finetune_between < 0:
+            raise ConfigError("thinet: images and locations must be >= 1, ridge and finetune_between >= 0")
+
+
+def greedy_remove(xhat: torch.Tensor, count: int) -> list[int]:
+    """Channels to remove, in greedy order: each step adds the j minimising ‖s + X̂_j‖².
+
+    ‖s + X̂_j‖² = ‖s‖² + 2 sᵀX̂_j + ‖X̂_j‖²; with G = X̂ᵀX̂ the vector sᵀX̂ is updated by
+    one row of G per step, so all candidates are scored at once in O(C).
+    """
+    xhat = xhat.double()
+    gram = xhat.T @ xhat
+    diag = gram.diagonal().clone()
+    cross = torch.zeros_like(diag)  # sᵀX̂_j for every j
+    norm = torch.zeros((), dtype=torch.float64)  # ‖s‖²
+    free = torch.ones_like(diag, dtype=torch.bool)
+    removed: list[int] = []
+    for _ in range(count):
+        cost = torch.where(free, norm + 2 * cross + diag, torch.inf)
+        j = int(torch.argmin(cost))
+        norm = cost[j]
+        cross += gram[j]
+        free[j] = False
+        removed.append(j)
+    return removed
+
+
+def rescale(xhat: torch.Tensor, kept: list[int], ridge: float = 0.0) -> torch.Tensor:
+    """Least-squares scales w (float64) with Σ_{c∈kept} w_c x̂_c ≈ ŷ = Σ_c x̂_c."""
+    xhat = xhat.double()
+    a = xhat[:, kept]
+    target = xhat.sum(1)
+    normal = a.T @ a
+    if ridge:
+        normal = normal + ridge * normal.diagonal().mean() * torch.eye(len(kept), dtype=torch.float64)
+    return torch.linalg.lstsq(normal, (a.T @ target)[:, None], driver="gelsd").solution[:, 0]
+
+
+def relative_error(xhat: torch.Tensor, kept: list[int], scale: torch.Tensor) -> float:
+    """‖ŷ − Σ_{c∈kept} w_c x̂_c‖² / ‖ŷ‖² on the samples."""
+    xhat = xhat.double()
+    target = xhat.sum(1)
+    return float(((target - xhat[:, kept] @ scale) ** 2).sum() / (target**2).sum().clamp_min(1e-300))
+
+
+def scale_inputs(layer: nn.Module, scale: torch.Tensor) -> None:
+    """Multiply the consumer's weight slice of input channel c by scale[c] (all output filters)."""
+    w = consumer_weight(layer, len(scale))
+    with torch.no_grad():
+        w.mul_(scale.to(w.dtype)[None, :, None])
+
+
+def finetune_briefly(model: nn.Module, splits: Any, epochs: int, lr: float, batch_size: int, seed: int) -> None:
+    """A short constant-LR fine-tune between layers, through the one trainer."""
+    from prunebench.train import Recipe, train
+
+    with tempfile.TemporaryDirectory() as d:
+        recipe = Recipe(epochs=epochs, lr=lr, batch_size=batch_size)
+        train(model, splits, recipe, Path(d), seed=seed, progress=False, eval_test=False)
+
+
+def adopt_target(model: nn.Module, target: Any) -> tuple[nn.Module, list[str]]:
+    """Build the named target and copy every tensor whose name and shape match (the conv stack).
+
+    Returns the new model and the state keys left at their fresh initialisation (a
+    changed head such as ThiNet-GAP/Tiny's global-pool classifier).
+    """
+    if model.spec == target:
+        return model, []
+    new = target.build()
+    old = model.state_dict()
+    state = new.state_dict()
+    fresh = []
+    for key, value in state.items():
+        if key in old and old[key].shape == value.shape:
+            state[key] = old[key]
+        else:
+            if value.dim() == 4:
+                raise SpecError(f"target {target.name or target.family}: conv tensor {key} does not match the pruned model")
+            fresh.append(key)
+    new.load_state_dict(state)
+    return new, fresh
+
+
+def is_last_conv(modules: dict[str, nn.Module], group: Any) -> bool:
+    return any(isinstance(modules[c], nn.Linear) for c in group.consumers)
+
+
+@register
+class ThiNet(PruneMethod):
+    name = "thinet"
+    description = "ThiNet: greedy channel selection by next-layer reconstruction, least-squares rescaling"
+    Options = ThiNetOptions
+
+    def variants(self) -> list[str]:
+        return list(TARGETS)
+
+    def prune(self, model: nn.Module, splits: Any, opts: ThiNetOptions, *, seed: int = 0) -> PruneResult:
+        model = copy.deepcopy(model)
+        modules = dict(model.named_modules())
+        plan = plan_layers(
+            model.spec,
+            ratio=opts.ratio,
+            target_name=opts.variant,
+            eligible=lambda g: g.kind == "out" and len(g.consumers) == 1,
+            allowed=TARGETS,
+            default_skip=None if opts.prune_last else (lambda g: is_last_conv(modules, g)),
+        )
+        timer = Timer()
+        with timer.phase("all", "images"):
+            images = balanced_images(splits, opts.images, seed)
+        layers: dict[str, dict[str, Any]] = {}
+        sampling: dict[str, int] = {}
+        kept_all: dict[str, list[int]] = {}
+        for index, name in enumerate(g.name for g in model.spec.groups() if g.name in plan.keep):
+            group = next(g for g in model.spec.groups() if g.name == name)
+            consumer = group.consumers[0]
+            with timer.phase(name, "sampling"):
+                sample = sample_layer(
+                    model, consumer, images, locations=opts.locations, seed=seed + index, batch_size=opts.batch_size
+                )
+                layer = dict(model.named_modules())[consumer]
+                xhat = contributions(as_channels(sample, group.size), consumer_weight(layer, group.size), seed + index)
+            with timer.phase(name, "selection"):
+                removed = set(greedy_remove(xhat, group.size - plan.keep[name]))
+                kept = [c for c in range(group.size) if c not in removed]
+            with timer.phase(name, "reconstruction"):
+                scale = rescale(xhat, kept, opts.ridge)
+                err = relative_error(xhat, kept, scale)
+            with timer.phase(name, "surgery"):
+                model = prune_channels(model, {name: kept})
+                scale_inputs(dict(model.named_modules())[consumer], scale)
+            if opts.finetune_between:
+                with timer.phase(name, "finetune"):
+                    finetune_briefly(model, splits, opts.finetune_between, opts.finetune_lr, 64, seed + index)
+            kept_all[name] = kept
+            sampling = sample.record()
+            layers[name] = {"size": group.size, "kept": len(kept), "relative_error": err}
+        notes = ["per-layer sampling: class-balanced training images, no augmentation; positions seeded per layer"]
+        fresh: list[str] = []
+        if plan.target is not None:
+            model, fresh = adopt_target(model, plan.target)
+            if fresh:
+                notes.append(
+                    f"the head of {opts.variant} differs from the base: {', '.join(fresh)} re-initialised; "
+                    "it must be fine-tuned"
+                )
+        info = {
+            "method": self.name,
+            "target": opts.variant,
+            "ratio": opts.ratio,
+            "ridge": opts.ridge,
+            "sampling": sampling,
+            "layers": layers,
+            "reinitialised": fresh,
+            "timings": timer.record(),
+            "notes": notes,
+        }
+        return PruneResult(model=model, kept=kept_all, info=info)

@@ -1,0 +1,131 @@
+"""Uniform-width baseline (methods.md §10): every prunable layer scaled by one factor.
+
+Not a pruning of weights: the factor is searched by bisection so that the scaled
+architecture matches a target parameter or reference-mode FLOPs count, and the
+result is a freshly initialised model that is only ever trained from scratch.
+Widths round as the zoo's `ModelSpec.scaled` does (nearest, at least 1).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from torch import nn
+
+from prunebench.errors import ConfigError
+from prunebench.measure import count_flops, count_params
+from prunebench.models import build_model
+from prunebench.models.spec import ModelSpec, spec_from_dict
+from prunebench.prune.base import PruneMethod, PruneResult
+from prunebench.prune.registry import register
+from prunebench.prune.scratch import scratch_model
+
+TARGETS = ("params", "flops")
+BISECTION_STEPS = 40
+MAX_FACTOR = 64.0
+
+
+def model_size(spec: ModelSpec, target: str) -> int:
+    """Total parameters, or reference-mode FLOPs per image, of the model `spec` builds."""
+    model = build_model(spec)
+    return count_params(model).total if target == "params" else count_flops(model, mode="reference").flops
+
+
+def uniform_spec(
+    spec: ModelSpec,
+    *,
+    target_params: int | None = None,
+    target_flops: int | None = None,
+    inner_only: bool = False,
+) -> tuple[ModelSpec, float]:
+    """`spec.scaled(f)` with the one factor f whose size is closest to the target (ties: the smaller)."""
+    if (target_params is None) == (target_flops is None):
+        raise ConfigError("uniform: give exactly one of target_params or target_flops")
+    kind, goal = ("params", target_params) if target_params is not None else ("flops", target_flops)
+    assert goal is not None
+    sizes: dict[str, int] = {}  # many factors round to the same widths: build each once
+
+    def size_at(f: float) -> tuple[ModelSpec, int]:
+        scaled = spec.scaled(f, inner_only=inner_only)
+        key = scaled.to_json()
+        if key not in sizes:
+            sizes[key] = model_size(scaled, kind)
+        return scaled, sizes[key]
+
+    if size_at(0.0)[1] > goal:
+        raise ConfigError(f"uniform: {goal} {kind} is below the smallest model of this family (every width 1)")
+    hi = 1.0
+    while size_at(hi)[1] < goal:
+        hi *= 2
+        if hi > MAX_FACTOR:
+            raise ConfigError(f"uniform: {goal} {kind} needs widths more than {MAX_FACTOR:g}x the model's")
+    lo = 0.0
+    for _ in range(BISECTION_STEPS):  # invariant: size(lo) <= goal < size(hi), or size(hi) == goal
+        mid = (lo + hi) / 2
+        if size_at(mid)[1] <= goal:
+            lo = mid
+        else:
+            hi = mid
+    below, above = size_at(lo), size_at(hi)
+    if abs(above[1] - goal) < abs(goal - below[1]):
+        return above[0], hi
+    return below[0], lo
+
+
+@dataclass(frozen=True)
+class UniformOptions:
+    """target: match "params" or (reference-mode) "flops".
+    match: the target as a fraction of the large model's size.
+    reference_spec: or the size of this architecture (a spec dict or JSON, e.g. another method's pruned spec).
+    inner_only: keep residual-sum / concatenation widths (scale block-internal widths only).
+    """
+
+    target: str = "params"
+    match: float | None = None
+    reference_spec: dict[str, Any] | str | None = None
+    inner_only: bool = False
+
+    def validate(self) -> None:
+        if self.target not in TARGETS:
+            raise ConfigError(f"method 'uniform': target must be one of {', '.join(TARGETS)}, got {self.target!r}")
+        if (self.match is None) == (self.reference_spec is None):
+            raise ConfigError("method 'uniform': give exactly one of match or reference_spec")
+        if self.match is not None and not self.match > 0:
+            raise ConfigError(f"method 'uniform': match must be positive, got {self.match}")
+
+    def reference(self) -> ModelSpec:
+        raw = self.reference_spec
+        if isinstance(raw, str):
+            try:
+                raw = json.loads(raw)
+            except json.JSONDecodeError as e:
+                raise ConfigError(f"method 'uniform': reference_spec is not valid JSON: {e}") from None
+        assert isinstance(raw, dict)
+        return spec_from_dict(raw)
+
+
+@register
+class Uniform(PruneMethod):
+    name = "uniform"
+    description = "Uniform-width baseline: one width factor matching a params/FLOPs target (scratch only)"
+    Options = UniformOptions
+    style = "physical"
+
+    def prune(self, model: nn.Module, splits: Any, opts: UniformOptions, *, seed: int = 0) -> PruneResult:
+        base = model.spec if opts.match is not None else opts.reference()
+        goal = model_size(base, opts.target)
+        if opts.match is not None:
+            goal = int(opts.match * goal)
+        spec, factor = uniform_spec(model.spec, inner_only=opts.inner_only, **{f"target_{opts.target}": goal})
+        fresh, _ = scratch_model(spec, seed=seed)
+        info = {
+            "scratch_only": True,
+            "factor": factor,
+            "target": opts.target,
+            "goal": goal,
+            "achieved": model_size(spec, opts.target),
+            "widths": spec.widths(),
+        }
+        return PruneResult(model=fresh, info=info)

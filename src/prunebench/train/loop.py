@@ -1,0 +1,191 @@
+"""`train()`: the one training loop every arm of every experiment goes through."""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from prunebench.data import Splits, batches
+from prunebench.errors import PrunebenchError
+from prunebench.train.callbacks import Callback, MaskCallback, TrainContext
+from prunebench.train.checkpoint import Masks, load_into, read_checkpoint, recover_dir, save_model
+from prunebench.train.evaluation import evaluate_loss_acc
+from prunebench.train.monitors import (
+    BEST_DIR,
+    CheckpointCallback,
+    EvaluationCallback,
+    MetricsLogCallback,
+    ProgressCallback,
+)
+from prunebench.train.recipe import Recipe
+from prunebench.train.result import RESULT_FILE, TrainResult
+from prunebench.train.seeding import epoch_generator, seed_everything
+from prunebench.train.speed import resolve_speed
+from prunebench.train.state import STATE_DIR, restore_state
+
+FINAL_DIR = "final"
+
+
+def train(
+    model: nn.Module,
+    splits: Splits,
+    recipe: Recipe,
+    out_dir: str | Path,
+    *,
+    seed: int,
+    callbacks: Sequence[Callback] = (),
+    masks: Masks | None = None,
+    device: str | torch.device | None = None,
+    progress: bool | None = None,
+    eval_test: bool = True,
+    test_every_epoch: bool = False,
+) -> TrainResult:
+    """Train `model` (a zoo model, built by the caller after `seed_everything(seed)`) in place.
+
+    Resumes from `out_dir/state/` when present; when `out_dir/result.json` exists the run
+    is finished: its final weights are loaded into `model` and the stored result returned.
+    `masks` (parameter name -> bool) are applied at the start and kept exactly zero.
+    `progress=None` shows a bar only on a terminal.
+    """
+    out_dir = Path(out_dir)
+    if (out_dir / RESULT_FILE).exists():
+        result = TrainResult.load(out_dir)
+        load_into(model, read_checkpoint(out_dir / FINAL_DIR, expected_spec=getattr(model, "spec", None)))
+        return result
+    out_dir.mkdir(parents=True, exist_ok=True)
+    speed = resolve_speed(recipe, device)
+    model.to(speed.device)
+    if speed.channels_last:
+        model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=recipe.lr_at(0), momentum=recipe.momentum,
+        nesterov=recipe.nesterov, weight_decay=recipe.weight_decay,
+    )
+    progress_cb = ProgressCallback(progress)
+    all_callbacks: list[Callback] = [
+        *callbacks,
+        *([MaskCallback(masks)] if masks else []),
+        EvaluationCallback(test_every_epoch),
+        MetricsLogCallback(test_every_epoch),
+        CheckpointCallback(),
+        progress_cb,
+    ]
+    ctx = TrainContext(
+        model=model, optimizer=optimizer, recipe=recipe, out_dir=out_dir, splits=splits, seed=seed,
+        speed=speed, masks=masks or None, callbacks=all_callbacks,
+        steps_per_epoch=math.ceil(len(splits.train_y) / recipe.batch_size),
+    )
+    seed_everything(seed)
+    if recover_dir(out_dir / STATE_DIR).exists():
+        restore_state(ctx, out_dir / STATE_DIR)  # also restores the RNG states
+    forward = torch.compile(model) if speed.compile else model
+    # Keep the training images on the device for the whole run (a no-op on the CPU).
+    train_x, train_y = splits.train_x.to(speed.device), splits.train_y.to(speed.device)
+    try:
+        for cb in all_callbacks:
+            cb.on_train_start(ctx)
+        while ctx.epoch < recipe.epochs:
+            _run_epoch(ctx, forward, train_x, train_y)
+            for cb in all_callbacks:
+                cb.on_epoch_end(ctx)
+            ctx.epoch += 1
+        for cb in all_callbacks:
+            cb.on_train_end(ctx)
+    finally:
+        progress_cb.close()
+    return _finish(ctx, eval_test)
+
+
+def _run_epoch(ctx: TrainContext, forward: nn.Module, x: torch.Tensor, y: torch.Tensor) -> None:
+    recipe, speed = ctx.recipe, ctx.speed
+    lr = recipe.lr_at(ctx.epoch)
+    for group in ctx.optimizer.param_groups:
+        group["lr"] = lr
+    ctx.metrics = {"epoch": ctx.epoch, "lr": lr}
+    forward.train()
+    loss_sum, seen = 0.0, 0
+    correct = torch.zeros((), dtype=torch.int64, device=speed.device)
+    for xb, yb in batches(x, y, info=ctx.splits.info, batch_size=recipe.batch_size, train=True,
+                          generator=epoch_generator(ctx.seed, ctx.epoch), device=speed.device,
+                          channels_last=speed.channels_last):
+        with speed.autocast():
+            logits = forward(xb)
+        loss = F.cross_entropy(logits.float(), yb)
+        ctx.loss = loss.item()
+        if not math.isfinite(ctx.loss):
+            raise PrunebenchError(
+                f"loss became {ctx.loss} at epoch {ctx.epoch} step {ctx.step}; " + _last_good(ctx)
+            )
+        ctx.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        for cb in ctx.callbacks:
+            cb.before_step(ctx)
+        ctx.optimizer.step()
+        ctx.step += 1
+        ctx.images_seen += len(yb)
+        loss_sum += ctx.loss * len(yb)
+        seen += len(yb)
+        correct += (logits.argmax(1) == yb).sum()
+        for cb in ctx.callbacks:
+            cb.after_step(ctx)
+    ctx.metrics["train_loss"] = loss_sum / max(seen, 1)
+    ctx.metrics["train_acc"] = correct.item() / max(seen, 1)
+
+
+def _last_good(ctx: TrainContext) -> str:
+    state = ctx.out_dir / STATE_DIR
+    if state.exists():
+        return f"last good checkpoint kept in {state}"
+    return "no checkpoint had been written yet"
+
+
+def _test_acc(model: nn.Module, ctx: TrainContext) -> float | None:
+    s = ctx.splits
+    if not len(s.test_y):
+        return None
+    return evaluate_loss_acc(model, s.test_x, s.test_y, info=s.info, device=ctx.device,
+                             autocast=ctx.speed.autocast(), channels_last=ctx.speed.channels_last)[1]
+
+
+def _finish(ctx: TrainContext, eval_test: bool) -> TrainResult:
+    """Write `final/` (and `best/` without a validation split), test once, then `result.json` last."""
+    out, model = ctx.out_dir, ctx.model
+    start = time.perf_counter()
+    meta = {"epoch": ctx.recipe.epochs - 1, "seed": ctx.seed, "split_hash": ctx.splits.split_hash}
+    save_model(out / FINAL_DIR, model, ctx.masks, meta=meta)
+    has_val = ctx.best_val_acc is not None
+    if not has_val:
+        save_model(out / BEST_DIR, model, ctx.masks, meta=meta)
+    test_acc = test_acc_best = None
+    if eval_test:
+        test_acc = test_acc_best = _test_acc(model, ctx)
+        if has_val and ctx.best_epoch != ctx.recipe.epochs - 1:
+            best = copy.deepcopy(model)
+            load_into(best, read_checkpoint(out / BEST_DIR))
+            test_acc_best = _test_acc(best, ctx)
+    compat = [h["test_acc"] for h in ctx.history if "test_acc" in h]
+    last = ctx.history[-1] if ctx.history else {}
+    result = TrainResult(
+        final_val_acc=last.get("val_acc"),
+        best_val_acc=ctx.best_val_acc,
+        best_epoch=ctx.best_epoch if has_val else ctx.recipe.epochs - 1,
+        test_acc=test_acc,
+        test_acc_best_val=test_acc_best,
+        best_test_acc_compat=max(compat) if compat else None,
+        epochs=ctx.recipe.epochs,
+        steps=ctx.step,
+        images_seen=ctx.images_seen,
+        wall_time_s=ctx.elapsed_s + time.perf_counter() - start,
+        precision=ctx.speed.precision,
+        device=str(ctx.device),
+        history=ctx.history,
+    )
+    result.save(out)
+    return result

@@ -1,0 +1,87 @@
+"""The resumable training state in `out_dir/state/`: model, optimizer, counters, callbacks, RNG."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from prunebench.errors import CheckpointError, ConfigError
+from prunebench.train.callbacks import TrainContext
+from prunebench.train.checkpoint import load_into, model_files, read_checkpoint, read_torch_state, torch_bytes, write_dir
+from prunebench.train.seeding import rng_state, set_rng_state
+
+STATE_DIR = "state"
+STATE_FILE = "train_state.pt"
+_REQUIRED = {"next_epoch", "step", "images_seen", "elapsed_s", "best_val_acc", "best_epoch", "history",
+             "seed", "split_hash", "recipe", "optimizer", "callbacks", "rng"}
+
+
+def _callback_key(index: int, callback: object) -> str:
+    return f"{index}:{type(callback).__name__}"
+
+
+def save_state(ctx: TrainContext) -> None:
+    """Checkpoint the end of epoch `ctx.epoch`; a resumed run continues with the next epoch."""
+    state: dict[str, Any] = {
+        "next_epoch": ctx.epoch + 1,
+        "step": ctx.step,
+        "images_seen": ctx.images_seen,
+        "elapsed_s": ctx.elapsed_s,
+        "best_val_acc": ctx.best_val_acc,
+        "best_epoch": ctx.best_epoch,
+        "history": ctx.history,
+        "seed": ctx.seed,
+        "split_hash": ctx.splits.split_hash,
+        "recipe": ctx.recipe.to_dict(),
+        "optimizer": ctx.optimizer.state_dict(),
+        "callbacks": {
+            _callback_key(i, cb): s for i, cb in enumerate(ctx.callbacks) if (s := cb.state_dict())
+        },
+        "rng": rng_state(),
+    }
+    files = model_files(ctx.model, ctx.masks, meta={"epoch": ctx.epoch, "step": ctx.step})
+    files[STATE_FILE] = torch_bytes(state)
+    write_dir(ctx.out_dir / STATE_DIR, files)
+
+
+def _same_masks(a: dict[str, torch.Tensor] | None, b: dict[str, torch.Tensor] | None) -> bool:
+    if not a or not b:
+        return not a and not b
+    return a.keys() == b.keys() and all(torch.equal(a[k].cpu().bool(), b[k].cpu().bool()) for k in a)
+
+
+def restore_state(ctx: TrainContext, state_dir: Path) -> None:
+    """Load a saved state into `ctx` (model, optimizer, counters, callbacks, RNG), checking it is the same run."""
+    state = read_torch_state(state_dir / STATE_FILE)
+    missing = _REQUIRED - set(state) if isinstance(state, dict) else _REQUIRED
+    if missing:
+        raise CheckpointError(f"{state_dir / STATE_FILE}: not a training state (missing {', '.join(sorted(missing))})")
+    changed = [
+        name
+        for name, saved, now in (
+            ("recipe", state.get("recipe"), ctx.recipe.to_dict()),
+            ("seed", state.get("seed"), ctx.seed),
+            ("data split", state.get("split_hash"), ctx.splits.split_hash),
+        )
+        if saved != now
+    ]
+    ckpt = read_checkpoint(state_dir, expected_spec=getattr(ctx.model, "spec", None))
+    if not _same_masks(ckpt.masks, ctx.masks):
+        changed.append("masks")
+    if changed:
+        raise ConfigError(f"{state_dir} holds a run with a different {', '.join(changed)}; use another output folder")
+    load_into(ctx.model, ckpt)
+    ctx.optimizer.load_state_dict(state["optimizer"])
+    ctx.epoch = state["next_epoch"]
+    ctx.step = state["step"]
+    ctx.images_seen = state["images_seen"]
+    ctx.elapsed_s = state["elapsed_s"]
+    ctx.best_val_acc = state["best_val_acc"]
+    ctx.best_epoch = state["best_epoch"]
+    ctx.history = list(state["history"])
+    for i, cb in enumerate(ctx.callbacks):
+        if (key := _callback_key(i, cb)) in state["callbacks"]:
+            cb.load_state_dict(state["callbacks"][key])
+    set_rng_state(state["rng"])
