@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -107,7 +108,12 @@ def test_cifar_published_parameter_counts(name: str, params: float, rel: float) 
 
 @pytest.mark.parametrize(
     ("name", "params"),
-    [("resnet50", 25_557_032), ("resnet34", 21_797_672), ("vgg16-imagenet", 138_357_544), ("vgg16-bn-imagenet", 138_365_992)],
+    [
+        ("resnet50", 25_557_032),
+        ("resnet34", 21_797_672),
+        ("vgg16-imagenet", 138_357_544),
+        ("vgg16-bn-imagenet", 138_365_992),
+    ],
 )
 def test_imagenet_parameter_counts_equal_torchvision(name: str, params: int) -> None:
     assert _params(_meta(variant(name, input_size=224))) == params
@@ -177,6 +183,9 @@ def test_small_inputs_work_or_say_why() -> None:
     for name in ("vgg16", "resnet20", "preresnet164", "densenet40"):
         spec = variant(name, in_channels=1, input_size=28, num_classes=10, width_mult=0.25)
         assert build_model(spec).eval()(torch.randn(2, 1, 28, 28)).shape == (2, 10)
+    fashion = SimpleNamespace(num_classes=10, in_channels=1, input_size=28)
+    assert variant("resnet20", fashion) == variant("resnet20", in_channels=1, input_size=28)
+    assert build_model(variant("resnet50", fashion, width_mult=0.125)).eval()(torch.randn(1, 1, 28, 28)).shape == (1, 10)
     digits = variant("resnet20", in_channels=1, input_size=8, width_mult=0.5)
     assert build_model(digits).eval()(torch.randn(2, 1, 8, 8)).shape == (2, 10)
     with pytest.raises(SpecError, match=r"vgg16 needs input >= 16 px: 4 max-pools reduce 8 px to 0"):
@@ -198,12 +207,12 @@ def test_head_pooling_modules_follow_the_reference_counting_split() -> None:
 
 def test_init_conventions_are_spec_fields() -> None:
     torch.manual_seed(0)
-    slim = build_model(variant("vgg19"))
+    slim = build_model(variant("vgg19", width_mult=0.25))
     assert torch.all(slim.features[1].weight == 0.5) and slim.features[0].bias is None
-    unstructured = build_model(variant("vgg19-bn-unstructured"))
+    unstructured = build_model(variant("vgg19-bn-unstructured", width_mult=0.25))
     assert torch.all(unstructured.features[1].weight == 1.0) and torch.all(unstructured.features[0].bias == 0)
-    w = unstructured.features[3].weight  # 64 -> 64 conv: fan-in = fan-out, so compare a narrowing layer
-    assert w.std().item() == pytest.approx((2 / (64 * 9)) ** 0.5, rel=0.05)
+    w = unstructured.features[3].weight  # 16 -> 16 conv: fan-in = fan-out, so compare a narrowing layer
+    assert w.std().item() == pytest.approx((2 / (16 * 9)) ** 0.5, rel=0.1)
     fan_in = build_model(VGGSpec(cfg=(256, 8), init="fan_in")).features[3].weight.std().item()
     fan_out = build_model(VGGSpec(cfg=(256, 8), init="fan_out")).features[3].weight.std().item()
     assert fan_in == pytest.approx((2 / (256 * 9)) ** 0.5, rel=0.05)
@@ -221,6 +230,8 @@ def test_scaled_multiplies_prunable_widths_only() -> None:
     inner = variant("preresnet164").scaled(0.5, inner_only=True)
     assert inner.planes == (16, 32, 64) and inner.inner[0] == (8, 8)
     assert variant("resnet56", width_mult=0.5).planes == (8, 16, 32)
+    halved_2x = variant("resnet50-2x", input_size=224).scaled(0.5)  # new full widths: selections reset to all
+    assert halved_2x.selections == ((),) * 16 and halved_2x.inner[0] == (32, 28)
 
 
 def test_groups_follow_the_methods_contract() -> None:
@@ -255,7 +266,11 @@ def test_groups_follow_the_methods_contract() -> None:
         (lambda: VGGSpec(cfg=(64,), init="xavier"), "init must be one of"),
         (lambda: PreResNetSpec.uniform("bottleneck", 2).replace(inner=((4, 4),) * 5 + ((4,),)), "2 inner width"),
         (lambda: DenseNetSpec.uniform((2, 2)).replace(selections=((99,),) + ((),) * 5), "increasing indices"),
-        (lambda: ResNetSpec.uniform("basic", (1, 1)).replace(planes=(8, 8), inner=((8,),)), "need 2 inner entries"),
+        (
+            lambda: ResNetSpec.uniform("basic", (1, 1), planes=(8, 8)).replace(block="bottleneck"),
+            "need 2 inner entries",
+        ),
+        (lambda: ResNetSpec.uniform("basic", (1, 1)), "one entry per stage"),
         (lambda: ResNetSpec.uniform("basic", (0, 1), planes=(8, 8)), "has no blocks"),
     ],
 )
@@ -273,3 +288,14 @@ def test_spec_from_dict_rejects_bad_documents() -> None:
         spec_from_json("{")
     with pytest.raises(SpecError, match="not a prunebench zoo model"):
         spec_of(nn.Linear(2, 2))
+
+
+def test_option_a_shortcut_subsampling_is_a_spec_option() -> None:
+    torch.manual_seed(0)
+    avg = build_model(variant("resnet20", input_size=15)).eval()
+    strided = build_model(variant("resnet20", input_size=15).replace(shortcut="stride")).eval()
+    strided.load_state_dict(avg.state_dict())  # same weights: only the parameter-free shortcut differs
+    x = torch.randn(2, 3, 15, 15)  # odd sizes: both subsamplings must match the strided conv (8, then 4 px)
+    assert avg(x).shape == strided(x).shape == (2, 10)
+    assert not torch.allclose(avg(x), strided(x))
+    assert spec_of(strided).shortcut == "stride"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import json
+import math
 from pathlib import Path
 
 import pytest
@@ -45,7 +47,7 @@ def _trained_weights(out: Path) -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.parametrize("percent", [0.5, 0.9])
-def test_global_threshold_leaves_the_requested_fraction_checked_from_disk(large, tmp_path: Path, percent: float) -> None:
+def test_global_threshold_leaves_the_exact_fraction_checked_from_disk(large, tmp_path: Path, percent: float) -> None:
     model, splits, out = large
     result = _prune(model, splits, percent=percent)
     save_model(tmp_path / "pruned", result.model, masks=result.masks)
@@ -98,15 +100,21 @@ def test_include_linear_prunes_the_classifier_too(large) -> None:
 def test_layer_scope_prunes_each_layer_by_its_own_threshold(large) -> None:
     model, splits, _ = large
     result = _prune(model, splits, percent=0.5, scope="layer")
-    for row in result.info["layers"]:
+    convs = [r for r in result.info["layers"] if r["kind"] == "conv"]
+    assert len(convs) == 8 and [r["stage"] for r in convs] == [0, 1, 2, 2, 3, 3, 4, 4]
+    for row in convs:
         assert row["kept"] == row["total"] - int(row["total"] * 0.5) - 1
+    assert [m["stage"] for m in result.info["kernel_maps"]] == [0, 1, 2, 3, 4]
 
 
 def test_iterative_two_rounds_with_retraining_reach_the_squared_density(large, tmp_path: Path) -> None:
     model, splits, _ = large
     p = 0.4
-    result = _prune(model, splits, percent=p, iterative_rounds=2, round_epochs=1, work_dir=str(tmp_path))
-    assert (tmp_path / "round1" / "result.json").exists()  # the retraining ran through the trainer
+    retrain = {"lr": 0.01, "batch_size": 128, "precision": "fp32"}
+    result = _prune(model, splits, percent=p, iterative_rounds=2, round_epochs=1, round_recipe=retrain,
+                    work_dir=str(tmp_path))
+    ran = json.loads((tmp_path / "round1" / "result.json").read_text())  # retrained through the trainer
+    assert ran["epochs"] == 1 and ran["steps"] == math.ceil(len(splits.train_y) / 128)
     n = sum(m.numel() for m in result.masks.values())
     assert result.info["density"] == pytest.approx((1 - p) ** 2, abs=3 / n)
     params = dict(result.model.named_parameters())
@@ -125,8 +133,23 @@ def test_an_emptied_layer_warns_and_is_reported(large) -> None:
 
 
 @pytest.mark.parametrize(
-    "options", [{"percent": 1.0}, {"percent": -0.1}, {"scope": "block"}, {"iterative_rounds": 0}, {"ratio": 0.5}]
+    "options",
+    [
+        {"percent": 1.0},
+        {"percent": 0.0},
+        {"scope": "block"},
+        {"iterative_rounds": 0},
+        {"ratio": 0.5},
+        {"round_epochs": 1, "round_recipe": {"lr": -1}},
+        {"round_epochs": 1, "round_recipe": {"momentun": 0.9}},
+    ],
 )
 def test_bad_options_are_config_errors(options: dict) -> None:
     with pytest.raises(ConfigError):
         METHOD.parse_options(options)
+
+
+def test_iterative_retraining_without_data_is_a_config_error(large) -> None:
+    model, _, _ = large
+    with pytest.raises(ConfigError, match="splits"):
+        _prune(model, None, percent=0.5, iterative_rounds=2, round_epochs=1)

@@ -20,6 +20,10 @@ NETS = [
     ("densenet40", 0.5, 16),
     ("resnet50", 0.125, 64),
     ("resnet50-2x", 1.0, 32),
+    ("densenet-bc-100", 0.25, 16),
+    ("preresnet110-basic18", 0.25, 16),
+    ("resnet34", 0.125, 32),
+    ("resnet26", 0.125, 32),
 ]
 
 
@@ -90,7 +94,9 @@ def test_channel_masks_are_exact(name: str, mult: float, size: int) -> None:
     params = dict(model.named_parameters())
     assert masks and all(m.shape == params[k].shape and m.dtype == torch.bool for k, m in masks.items())
     apply_channel_masks(model, masks)
-    torch.testing.assert_close(pruned(x), model(x), atol=1e-5, rtol=1e-4)
+    masked_out = model(x)
+    torch.testing.assert_close(pruned(x), masked_out, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(prune_channels(model, kept)(x), masked_out, atol=1e-5, rtol=1e-4)
 
 
 def test_kept_filters_are_the_requested_ones() -> None:
@@ -99,7 +105,8 @@ def test_kept_filters_are_the_requested_ones() -> None:
     pruned = prune_channels(model, {g.name: [5, 1]})
     w = model.get_submodule(g.producer).weight
     assert torch.equal(pruned.get_submodule(g.producer).weight, w[[1, 5]])
-    assert torch.equal(pruned.get_submodule(g.consumers[0]).weight, model.get_submodule(g.consumers[0]).weight[:, [1, 5]])
+    consumer = g.consumers[0]
+    assert torch.equal(pruned.get_submodule(consumer).weight, model.get_submodule(consumer).weight[:, [1, 5]])
 
 
 def test_selection_indices_compose() -> None:
@@ -142,3 +149,17 @@ def test_prune_foreign_on_a_plain_sequential() -> None:
     torch.testing.assert_close(pruned(x), net(x), atol=1e-5, rtol=1e-4)
     with pytest.raises(SpecError, match="keep 0"):
         prune_foreign(net, x, {"0": []})
+
+
+def test_sss_gates_are_carried_through_surgery() -> None:
+    torch.manual_seed(0)
+    model = build_model(variant("resnet41", input_size=32, width_mult=0.125).replace(gates=True)).eval()
+    with torch.no_grad():
+        for blk, _ in model.spec.block_names():
+            model.get_submodule(blk).gate.weight.uniform_(0.2, 2.0)
+    kept = _random_kept(model)
+    _zero_dropped_by_hand(model, kept)
+    x = torch.randn(2, 3, 32, 32)
+    pruned = prune_channels(model, kept)
+    assert pruned.spec.gates
+    torch.testing.assert_close(pruned(x), model(x), atol=1e-5, rtol=1e-4)

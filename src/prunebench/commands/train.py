@@ -85,6 +85,7 @@ def check_config(out: Path, config: dict[str, Any]) -> None:
         stored = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as e:
         raise ConfigError(f"{path}: unreadable ({e})") from None
+    stored, config = _flat(stored), _flat(config)
     changed = [k for k in sorted(set(stored) | set(config)) if stored.get(k) != config.get(k)]
     if changed:
         k = changed[0]
@@ -92,6 +93,13 @@ def check_config(out: Path, config: dict[str, Any]) -> None:
             f"{out} holds a run with different settings ({k}: {stored.get(k)!r} there, {config.get(k)!r} now"
             f"{f', and {len(changed) - 1} more' if len(changed) > 1 else ''}); use another --out"
         )
+
+
+def _flat(config: dict[str, Any]) -> dict[str, Any]:
+    """Recipe fields at the top level, so a difference is reported as e.g. `lr`."""
+    flat = {k: v for k, v in config.items() if k != "recipe"}
+    flat.update(config.get("recipe") or {})
+    return flat
 
 
 def run(args: argparse.Namespace) -> int:

@@ -41,6 +41,7 @@ class DataConfig:
     name: str
     val_size: int = 0
     train_subset: int | None = None
+    test_subset: int | None = None  # a class-balanced slice of the test set (quick CPU runs only)
     split_seed: int = 0
     normalisation: str | None = None  # a name from `prunebench.data.NORMS`; None = the default
 
@@ -108,6 +109,7 @@ class Preset:
     budget: BudgetConfig
     seeds: tuple[int, ...]
     notes: tuple[str, ...] = ()
+    log_test_every_epoch: bool = True  # fills the reference-compatible best-on-test column
     unsupported: str | None = None  # a documented stub: validates, but does not run
 
     def with_seeds(self, n: int) -> Preset:
@@ -229,12 +231,13 @@ class _Reader:
 
 
 def _data(r: _Reader, raw: Any) -> DataConfig:
-    keys = {"name", "val_size", "train_subset", "split_seed", "normalisation"}
+    keys = {"name", "val_size", "train_subset", "test_subset", "split_seed", "normalisation"}
     t = r.table(raw, "data", keys)
     return DataConfig(
         name=r.get(t, "name", "data", r.str_),
         val_size=r.get(t, "val_size", "data", r.nonneg_int, 0),
         train_subset=r.get(t, "train_subset", "data", r.pos_int, None),
+        test_subset=r.get(t, "test_subset", "data", r.pos_int, None),
         split_seed=r.get(t, "split_seed", "data", r.nonneg_int, 0),
         normalisation=r.get(t, "normalisation", "data", r.str_, None),
     )
@@ -382,7 +385,7 @@ def _budget(r: _Reader, raw: Any) -> BudgetConfig:
 def parse_preset(raw: dict[str, Any], file: str) -> Preset:
     """Validate a TOML document already read into `raw`; `file` labels the errors."""
     r = _Reader(file)
-    top = {"name", "description", "notes", "unsupported", "seeds", "data", "model", "methods", "arms", "recipes", "budget"}
+    top = {"name", "description", "notes", "unsupported", "log_test_every_epoch", "seeds", "data", "model", "methods", "arms", "recipes", "budget"}
     t = r.table(raw, "", top)
     unsupported = r.get(t, "unsupported", "", r.str_, None)
     recipes = r.table(r.get(t, "recipes", "", r.raw), "recipes", {"large", "finetune", "lottery"})
@@ -406,6 +409,7 @@ def parse_preset(raw: dict[str, Any], file: str) -> Preset:
         budget=_budget(r, r.get(t, "budget", "", r.raw, {})),
         seeds=r.get(t, "seeds", "", r.list_of(r.nonneg_int, nonempty=True)),
         notes=r.get(t, "notes", "", r.list_of(r.str_), ()),
+        log_test_every_epoch=r.get(t, "log_test_every_epoch", "", r.bool_, True),
         unsupported=unsupported,
     )
 

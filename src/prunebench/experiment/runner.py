@@ -106,7 +106,8 @@ def _schedule(
                         left = (time.monotonic() - start) / finished * (len(todo) - finished)
                         eta = f" (ETA {_fmt_time(left)})"
                     say(f"stage {first + finished + len(running) + 1}/{total}: {s.describe()}{eta}")
-                task = StageTask(str(exp_dir), s, {r: dirs[u] for r, u in s.upstream.items()}, device, threads)
+                ups = {r: dirs[u] for r, u in s.upstream.items()}
+                task = StageTask(str(exp_dir), s, ups, device, threads, plan.preset.log_test_every_epoch)
                 running[executor.submit(run_stage, task)] = s
             for s in [s for s in waiting if any(u in blocked for u in s.upstream.values())]:
                 waiting.remove(s)  # an upstream stage failed: this one cannot run

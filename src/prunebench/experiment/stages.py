@@ -36,7 +36,7 @@ class StageTask:
     upstream_dirs: dict[str, str]  # role -> stage folder
     device: str | None = None
     threads: int | None = None
-    test_every_epoch: bool = True
+    test_every_epoch: bool = True  # the preset's log_test_every_epoch
 
 
 @dataclass
@@ -60,13 +60,25 @@ _SPLITS: dict[str, Any] = {}  # per process: every stage of an experiment shares
 def load_splits(data: dict[str, Any]) -> Any:
     from prunebench.data import load
 
-    key = json.dumps({k: data[k] for k in ("name", "val_size", "train_subset", "split_seed", "normalisation")}, sort_keys=True)
+    key = json.dumps({k: v for k, v in data.items() if k not in ("split_hash", "mean", "std")}, sort_keys=True)
     if key not in _SPLITS:
-        _SPLITS[key] = load(
+        splits = load(
             data["name"], val_size=data["val_size"], train_subset=data["train_subset"],
             split_seed=data["split_seed"], norm=data["normalisation"],
         )  # fmt: skip
+        if data["test_subset"]:
+            keep = balanced_head(splits.test_y, data["test_subset"])
+            splits = dataclasses.replace(splits, test_x=splits.test_x[keep], test_y=splits.test_y[keep])
+        _SPLITS[key] = splits
     return _SPLITS[key]
+
+
+def balanced_head(labels: torch.Tensor, n: int) -> torch.Tensor:
+    """Indices of the first n // classes images of each class (n rounded down to a multiple)."""
+    classes = torch.unique(labels)
+    per = max(1, n // len(classes))
+    picks = [torch.nonzero(labels == c).flatten()[:per] for c in classes]
+    return torch.sort(torch.cat(picks)).values
 
 
 def run_stage(task: StageTask) -> str:

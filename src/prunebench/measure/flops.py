@@ -24,7 +24,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from prunebench.errors import ConfigError
 from prunebench.measure.forward import Shape, dummy_batch, eval_mode, input_shape_of
-from prunebench.measure.params import check_masks
+from prunebench.measure.params import PRUNABLE_LAYERS, check_masks
 
 #: Bumped whenever a counting rule changes; recorded with every count.
 COUNTER_VERSION = "1"
@@ -98,7 +98,7 @@ def _weight_nnz(model: nn.Module, masks: dict[str, torch.Tensor], sparse: bool) 
     """Kept weight entries of each sparsely counted conv/linear, by module name."""
     out: dict[str, int] = {}
     for name, m in model.named_modules():
-        if not isinstance(m, (*_CONV, nn.Linear)):
+        if not isinstance(m, PRUNABLE_LAYERS):
             continue
         key = f"{name}.weight" if name else "weight"
         if key in masks:

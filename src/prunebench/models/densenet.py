@@ -74,11 +74,13 @@ class DenseNet(nn.Module):
             layers = []
             for _ in range(n):
                 cin = next(fulls)
-                layers.append(DenseLayer(cin, selection_of(next(sels), cin), spec.growth, next(inner) if inner else None))
+                sel = selection_of(next(sels), cin)
+                layers.append(DenseLayer(cin, sel, spec.growth, next(inner) if inner else None))
             self.add_module(f"dense{d + 1}", nn.Sequential(*layers))
             if d + 1 < self.n_blocks:
                 cin = next(fulls)
-                self.add_module(f"trans{d + 1}", Transition(cin, selection_of(next(sels), cin), cin // spec.compression_rate))
+                sel = selection_of(next(sels), cin)
+                self.add_module(f"trans{d + 1}", Transition(cin, sel, cin // spec.compression_rate))
         cin = next(fulls)
         self.bn = nn.BatchNorm2d(cin)
         self.select = ChannelSelection(selection_of(next(sels), cin))
@@ -225,7 +227,9 @@ class DenseNetSpec(InitSpec):
             owner = module.get_submodule(path) if path else module
             bn = owner.bn if hasattr(owner, "bn") else owner.bn1
             sels.append(read_selection(owner.select, bn.num_features))
-        inner = tuple(module.get_submodule(p).conv1.out_channels for p in self._layer_paths()) if self.bottleneck else ()
+        paths = self._layer_paths() if self.bottleneck else []
+        inner = tuple(module.get_submodule(p).conv1.out_channels for p in paths)
         return dataclasses.replace(
-            self, selections=tuple(sels), inner=inner, stem=module.conv1.out_channels, num_classes=module.fc.out_features
+            self, selections=tuple(sels), inner=inner, stem=module.conv1.out_channels,
+            num_classes=module.fc.out_features,
         )

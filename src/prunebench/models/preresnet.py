@@ -150,7 +150,9 @@ class PreResNetSpec(InitSpec):
         if any(len(w) != per for w in self.inner):
             raise SpecError(f"{self.label}: each {self.block} block needs {per} inner width(s)")
         if len(self.selections) != n + 1:
-            raise SpecError(f"{self.label}: need {n + 1} selection entries (blocks + final), got {len(self.selections)}")
+            raise SpecError(
+                f"{self.label}: need {n + 1} selection entries (blocks + final), got {len(self.selections)}"
+            )
         for k, (sel, full) in enumerate(zip(self.selections, self.block_inputs(), strict=True)):
             check_selection(self.label, k, sel, full)
 
@@ -187,7 +189,8 @@ class PreResNetSpec(InitSpec):
             tuple(len(norm.get(f"{blk}.{conv}", range(w))) for conv, w in zip(("conv1", "conv2"), ws))
             for blk, ws in zip(names, self.inner, strict=True)
         )
-        sels = compose_selections([f"{b}.select" for b in names] + ["select"], self.selections, self.block_inputs(), norm)
+        points = [f"{b}.select" for b in names] + ["select"]
+        sels = compose_selections(points, self.selections, self.block_inputs(), norm)
         return dataclasses.replace(self, inner=inner, selections=sels)
 
     def widths(self) -> list[Any]:

@@ -111,7 +111,8 @@ class CifarResNetSpec(InitSpec):
     @classmethod
     def uniform(cls, n: int, *, planes: tuple[int, ...] = (16, 32, 64), **kw: Any) -> CifarResNetSpec:
         """ResNet-(6n+2) with unpruned widths."""
-        return cls(blocks=(n,) * len(planes), planes=planes, block_widths=tuple(p for p in planes for _ in range(n)), **kw)
+        widths = tuple(p for p in planes for _ in range(n))
+        return cls(blocks=(n,) * len(planes), planes=planes, block_widths=widths, **kw)
 
     def final_size(self) -> int:
         size = self.input_size

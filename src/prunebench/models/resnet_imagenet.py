@@ -8,7 +8,7 @@ per stage, and stages whose first block keeps only its projection shortcut).
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -142,7 +142,7 @@ class ResNetSpec(InitSpec):
     planes: tuple[int, ...] = (64, 128, 256, 512)
     stem: int = 64
     inner: tuple[tuple[int, ...], ...] = ()
-    first_residual: tuple[bool, ...] = field(default=(True, True, True, True))
+    first_residual: tuple[bool, ...] = (True, True, True, True)
     selections: tuple[tuple[int, ...], ...] = ()
     projection_bias: bool = False
     stride_in_3x3: bool = True
@@ -193,7 +193,9 @@ class ResNetSpec(InitSpec):
         for s, (n, planes, first) in enumerate(zip(self.blocks, self.planes, self.first_residual, strict=True)):
             cout = planes * EXPANSION[self.block]
             if first and n == 0:
-                raise SpecError(f"{self.label}: stage {s + 1} has no blocks (set first_residual false to keep its projection)")
+                raise SpecError(
+                    f"{self.label}: stage {s + 1} has no blocks (set first_residual false to keep its projection)"
+                )
             if not first and s == 0 and cin == cout:
                 raise SpecError(f"{self.label}: stage 1 has no projection to keep; drop its block instead")
             cin = cout

@@ -6,10 +6,10 @@ the inputs of that resolution, in exact `Fraction` arithmetic (methods.md §1.2)
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from fractions import Fraction
 from importlib import resources
 from typing import Any
@@ -91,7 +91,7 @@ def resolve_l1(base: ModelSpec, target: L1Target) -> dict[str, int]:
 def _l1_spec(target: L1Target, **kw: Any) -> ModelSpec:
     base = _VARIANTS[target.base].make(**kw)
     widths = resolve_l1(base, target)
-    return base.with_kept({name: range(w) for name, w in widths.items()})  # type: ignore[misc]
+    return base.with_kept({name: list(range(w)) for name, w in widths.items()})
 
 
 # -- families' base constructors -------------------------------------------------------
@@ -118,7 +118,7 @@ def _imagenet_vgg(cfg: tuple[Any, ...], *, batch_norm: bool = False, head: str =
 def _thinet(keep: str, **kw: Any) -> ResNetSpec:
     base = ResNetSpec.uniform("bottleneck", (3, 4, 6, 3), projection_bias=True, **kw)
     inner = tuple((int(w * Fraction(keep)),) * 2 for w, _ in base.inner)  # floor(C * r), exact
-    return dataclasses.replace(base, inner=inner)
+    return base.replace(inner=inner)
 
 
 def _resnet50_2x(**kw: Any) -> ResNetSpec:
@@ -138,78 +138,78 @@ def _sss(units: tuple[tuple[int, bool], ...], **kw: Any) -> ResNetSpec:
 
 @dataclass(frozen=True)
 class Variant:
+    """A named architecture: how to make its spec for a given input shape."""
+
     name: str
     dataset: str  # "cifar" or "imagenet": sets the default classes / input size
-    make: Callable[..., ModelSpec]
+    make: Callable[..., ModelSpec]  # called with num_classes, in_channels, input_size, name
     description: str
 
 
-def _v(name: str, dataset: str, description: str, make: Callable[..., ModelSpec]) -> Variant:
-    return Variant(name, dataset, make, description)
-
-
+_CIFAR_RESNETS = {"resnet20": 3, "resnet32-cifar": 5, "resnet56": 9, "resnet110": 18, "resnet50-cifar": 8}
 _ALL: list[Variant] = [
     # CIFAR VGG (protocol.md §3.2)
     *[
-        _v(n, "cifar", f"CIFAR {n.upper()}-BN, one Linear head, gamma 0.5 (slimming)", lambda cfg=c, **kw: _cifar_vgg(cfg, **kw))
+        Variant(n, "cifar", partial(_cifar_vgg, c), f"CIFAR {n.upper()}-BN, one Linear head, gamma 0.5 (slimming)")
         for n, c in VGG_CFGS.items()
     ],
-    _v("vgg16-l1", "cifar", "CIFAR VGG-16-BN with the Linear-BN1d-ReLU-Linear head (L1-norm base)",
-       lambda **kw: _cifar_vgg(VGG_CFGS["vgg16"], head="fc-bn", **kw)),
-    _v("vgg16-a", "cifar", "L1-norm VGG-16-A (methods.md §2.3)", lambda **kw: _cifar_vgg(VGG16_A, head="fc-bn", **kw)),
-    _v("vgg19-bn-unstructured", "cifar", "pytorch-classification VGG-19-BN: conv bias, fan-in, gamma 1",
-       lambda **kw: _classification_vgg(VGG_CFGS["vgg19"], **kw)),
-    _v("vgg16-bn-unstructured", "cifar", "pytorch-classification VGG-16-BN: conv bias, fan-in, gamma 1",
-       lambda **kw: _classification_vgg(VGG_CFGS["vgg16"], **kw)),
+    Variant("vgg16-l1", "cifar", partial(_cifar_vgg, VGG_CFGS["vgg16"], head="fc-bn"),
+            "CIFAR VGG-16-BN with the Linear-BN1d-ReLU-Linear head (L1-norm base)"),
+    Variant("vgg16-a", "cifar", partial(_cifar_vgg, VGG16_A, head="fc-bn"), "L1-norm VGG-16-A (methods.md §2.3)"),
+    Variant("vgg19-bn-unstructured", "cifar", partial(_classification_vgg, VGG_CFGS["vgg19"]),
+            "pytorch-classification VGG-19-BN: conv bias, fan-in, gamma 1"),
+    Variant("vgg16-bn-unstructured", "cifar", partial(_classification_vgg, VGG_CFGS["vgg16"]),
+            "pytorch-classification VGG-16-BN: conv bias, fan-in, gamma 1"),
     # ImageNet VGG (protocol.md §3.3, methods.md §3.3, §4.3)
-    _v("vgg11-slim-imagenet", "imagenet", "ImageNet VGG-11-BN with the BN1d FC head of slimming, gamma 0.5",
-       lambda **kw: _imagenet_vgg(VGG_CFGS["vgg11"] + (M,), batch_norm=True, head="slim-fc", bn_gamma=0.5, **kw)),
-    _v("vgg16-imagenet", "imagenet", "ImageNet VGG-16 without BN (ThiNet / regression base)",
-       lambda **kw: _imagenet_vgg(VGG_CFGS["vgg16"] + (M,), **kw)),
-    _v("vgg16-bn-imagenet", "imagenet", "torchvision VGG-16-BN (unstructured base)",
-       lambda **kw: _imagenet_vgg(VGG_CFGS["vgg16"] + (M,), batch_norm=True, **kw)),
-    _v("thinet-conv", "imagenet", "ThiNet VGG-Conv: conv1-4 at half width", lambda **kw: _imagenet_vgg(THINET_CONV, **kw)),
-    _v("thinet-gap", "imagenet", "ThiNet VGG-GAP: VGG-Conv convs, global pool, one Linear",
-       lambda **kw: _imagenet_vgg(THINET_GAP, head="linear", **kw)),
-    _v("thinet-tiny", "imagenet", "ThiNet VGG-Tiny", lambda **kw: _imagenet_vgg(THINET_TINY, head="linear", **kw)),
-    _v("vgg16-5x", "imagenet", "regression-pruned VGG-16-5x (methods.md §4.3)", lambda **kw: _imagenet_vgg(VGG16_5X, **kw)),
+    Variant("vgg11-slim-imagenet", "imagenet",
+            partial(_imagenet_vgg, (*VGG_CFGS["vgg11"], M), batch_norm=True, head="slim-fc", bn_gamma=0.5),
+            "ImageNet VGG-11-BN with the BN1d FC head of slimming, gamma 0.5"),
+    Variant("vgg16-imagenet", "imagenet", partial(_imagenet_vgg, (*VGG_CFGS["vgg16"], M)),
+            "ImageNet VGG-16 without BN (ThiNet / regression base)"),
+    Variant("vgg16-bn-imagenet", "imagenet", partial(_imagenet_vgg, (*VGG_CFGS["vgg16"], M), batch_norm=True),
+            "torchvision VGG-16-BN (unstructured base)"),
+    Variant("thinet-conv", "imagenet", partial(_imagenet_vgg, THINET_CONV), "ThiNet VGG-Conv: conv1-4 at half width"),
+    Variant("thinet-gap", "imagenet", partial(_imagenet_vgg, THINET_GAP, head="linear"),
+            "ThiNet VGG-GAP: the VGG-Conv convs, global average pool, one Linear"),
+    Variant("thinet-tiny", "imagenet", partial(_imagenet_vgg, THINET_TINY, head="linear"), "ThiNet VGG-Tiny"),
+    Variant("vgg16-5x", "imagenet", partial(_imagenet_vgg, VGG16_5X), "regression-pruned VGG-16-5x (methods.md §4.3)"),
     # CIFAR ResNet (protocol.md §3.4)
     *[
-        _v(n, "cifar", f"CIFAR ResNet-{6 * k + 2}, basic blocks, option-A shortcut",
-           lambda k=k, **kw: CifarResNetSpec.uniform(k, **kw))
-        for n, k in (("resnet20", 3), ("resnet32-cifar", 5), ("resnet56", 9), ("resnet110", 18), ("resnet50-cifar", 8))
-    ],
-    *[
-        _v(n, "cifar", f"L1-norm {n} (methods.md §2.4)", lambda t=t, **kw: _l1_spec(t, **kw))
-        for n, t in L1_TARGETS.items() if t.base != "resnet34"
+        Variant(n, "cifar", partial(CifarResNetSpec.uniform, k), f"CIFAR ResNet-{6 * k + 2}, basic, option-A shortcut")
+        for n, k in _CIFAR_RESNETS.items()
     ],
     # PreResNet and DenseNet (protocol.md §3.5-§3.8)
-    _v("preresnet164", "cifar", "PreResNet-164 (bottleneck x18 per stage, selection), gamma 0.5 (slimming)",
-       lambda **kw: PreResNetSpec.uniform("bottleneck", 18, bn_gamma=0.5, **kw)),
-    _v("preresnet110-bottleneck12", "cifar", "what the reference built for --depth 110: bottleneck x12, gamma 1",
-       lambda **kw: PreResNetSpec.uniform("bottleneck", 12, **kw)),
-    _v("preresnet110-basic18", "cifar", "He et al.'s PreResNet-110: basic x18, gamma 1",
-       lambda **kw: PreResNetSpec.uniform("basic", 18, **kw)),
-    _v("densenet40", "cifar", "DenseNet-40 (k=12, basic layers, selection), gamma 0.5 (slimming)",
-       lambda **kw: DenseNetSpec.uniform((12, 12, 12), bn_gamma=0.5, **kw)),
-    _v("densenet100-basic-c0.5", "cifar", "what the reference built for DenseNet-BC-100: basic x32, compression 0.5",
-       lambda **kw: DenseNetSpec.uniform((32, 32, 32), compression_rate=2, **kw)),
-    _v("densenet-bc-100", "cifar", "true DenseNet-BC-100: bottleneck x16, compression 0.5",
-       lambda **kw: DenseNetSpec.uniform((16, 16, 16), bottleneck=True, compression_rate=2, **kw)),
-    # ImageNet ResNet (protocol.md §3.9, methods.md §2.5, §3.4, §4.4, §6)
-    _v("resnet34", "imagenet", "torchvision ResNet-34", lambda **kw: ResNetSpec.uniform("basic", (3, 4, 6, 3), **kw)),
-    _v("resnet34-a", "imagenet", "L1-norm ResNet-34-A (methods.md §2.5)", lambda **kw: _l1_spec(L1_TARGETS["resnet34-a"], **kw)),
-    _v("resnet34-b", "imagenet", "L1-norm ResNet-34-B (methods.md §2.5)", lambda **kw: _l1_spec(L1_TARGETS["resnet34-b"], **kw)),
-    _v("resnet50", "imagenet", "torchvision ResNet-50", lambda **kw: ResNetSpec.uniform("bottleneck", (3, 4, 6, 3), **kw)),
+    Variant("preresnet164", "cifar", partial(PreResNetSpec.uniform, "bottleneck", 18, bn_gamma=0.5),
+            "PreResNet-164 (bottleneck x18 per stage, selection), gamma 0.5 (slimming)"),
+    Variant("preresnet110-bottleneck12", "cifar", partial(PreResNetSpec.uniform, "bottleneck", 12),
+            "what the reference built for --depth 110: bottleneck x12, gamma 1"),
+    Variant("preresnet110-basic18", "cifar", partial(PreResNetSpec.uniform, "basic", 18),
+            "He et al.'s PreResNet-110: basic x18, gamma 1"),
+    Variant("densenet40", "cifar", partial(DenseNetSpec.uniform, (12, 12, 12), bn_gamma=0.5),
+            "DenseNet-40 (k=12, basic layers, selection), gamma 0.5 (slimming)"),
+    Variant("densenet100-basic-c0.5", "cifar", partial(DenseNetSpec.uniform, (32, 32, 32), compression_rate=2),
+            "what the reference built for DenseNet-BC-100: basic x32, compression 0.5"),
+    Variant("densenet-bc-100", "cifar",
+            partial(DenseNetSpec.uniform, (16, 16, 16), bottleneck=True, compression_rate=2),
+            "true DenseNet-BC-100: bottleneck x16, compression 0.5"),
+    # ImageNet ResNet (protocol.md §3.9, methods.md §3.4, §4.4, §6)
+    Variant("resnet34", "imagenet", partial(ResNetSpec.uniform, "basic", (3, 4, 6, 3)), "torchvision ResNet-34"),
+    Variant("resnet50", "imagenet", partial(ResNetSpec.uniform, "bottleneck", (3, 4, 6, 3)), "torchvision ResNet-50"),
     *[
-        _v(n, "imagenet", f"ThiNet ResNet-50 target, inner widths x{r} (projection bias)", lambda r=r, **kw: _thinet(r, **kw))
+        Variant(n, "imagenet", partial(_thinet, r), f"ThiNet ResNet-50 target: inner widths x{r}, projection bias")
         for n, r in THINET_KEEP.items()
     ],
-    _v("resnet50-2x", "imagenet", "regression-pruned ResNet-50-2x with block-input selection (methods.md §4.4)", _resnet50_2x),
+    Variant("resnet50-2x", "imagenet", _resnet50_2x,
+            "regression-pruned ResNet-50-2x with block-input selection (methods.md §4.4)"),
     *[
-        _v(n, "imagenet", f"SSS {n.replace('resnet', 'ResNet-')}: units {u}", lambda u=u, **kw: _sss(u, **kw))
+        Variant(n, "imagenet", partial(_sss, u), f"SSS target, (blocks, first kept) per stage {u}")
         for n, u in SSS_UNITS.items()
     ],
+]
+# The L1-norm A/B targets (methods.md §2.4-§2.5), resolved from their base
+_ALL += [
+    Variant(n, "imagenet" if t.base == "resnet34" else "cifar", partial(_l1_spec, t), f"L1-norm {n} (methods.md §2)")
+    for n, t in L1_TARGETS.items()
 ]
 _VARIANTS: dict[str, Variant] = {v.name: v for v in _ALL}
 
@@ -220,6 +220,7 @@ def list_variants() -> list[str]:
 
 
 def describe_variant(name: str) -> str:
+    """One line on what the named architecture is and where it comes from."""
     return _get(name).description
 
 

@@ -158,7 +158,7 @@ class VGGSpec(InitSpec):
                 members=tuple(members), stage=stage,
             ))
         if self.head == "slim-fc":
-            n_stages = sum(1 for v in self.cfg if v == POOL) + 1
+            fc_stage = layout[-1][2] + 1  # the head counts as one stage after the last conv
             for k, ((li, bi), width) in enumerate(zip(head, self.hidden, strict=True)):
                 prod = f"classifier.{li}"
                 consumer = f"classifier.{head[k + 1][0]}" if k + 1 < len(head) else f"classifier.{li + 3}"
@@ -167,7 +167,7 @@ class VGGSpec(InitSpec):
                 members.append((f"{consumer}.weight", 1, 1))
                 out.append(ChannelGroup(
                     name=prod, kind="out", size=width, producer=prod, bn=f"classifier.{bi}",
-                    consumers=(consumer,), members=tuple(members), stage=n_stages,
+                    consumers=(consumer,), members=tuple(members), stage=fc_stage,
                 ))
         return out
 
@@ -182,6 +182,7 @@ class VGGSpec(InitSpec):
         return list(self.cfg) + list(self.hidden)
 
     def scaled(self, factor: float, *, inner_only: bool = False) -> VGGSpec:
+        """Conv and hidden FC widths times `factor` (a VGG has no residual widths, so `inner_only` is moot)."""
         cfg = tuple(v if v == POOL else scale_width(v, factor) for v in self.cfg)
         return dataclasses.replace(self, cfg=cfg, hidden=tuple(scale_width(h, factor) for h in self.hidden))
 

@@ -288,6 +288,21 @@ def plan_layers(
     return LayerPlan(keep=keep, target=target)
 
 
+def solve_normal(normal: torch.Tensor, rhs: torch.Tensor, ridge: float = 0.0) -> torch.Tensor:
+    """Least squares from the normal equations (float64): Cholesky, or the minimum-norm
+    solution (SVD-based `gelsd`) when the system is singular (fewer samples than unknowns).
+
+    ridge: Tikhonov term relative to the mean diagonal (0 = plain least squares).
+    """
+    normal = normal.double()
+    if ridge:
+        normal = normal + ridge * normal.diagonal().mean() * torch.eye(normal.shape[0], dtype=torch.float64)
+    factor, info = torch.linalg.cholesky_ex(normal)
+    if int(info) == 0:
+        return torch.cholesky_solve(rhs.double(), factor)
+    return torch.linalg.lstsq(normal, rhs.double(), driver="gelsd").solution
+
+
 class Timer:
     """Per-layer phase timings collected into a JSON-able dict."""
 

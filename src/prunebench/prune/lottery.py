@@ -14,7 +14,6 @@ Pipeline (the experiment layer drives it):
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,7 @@ from prunebench.prune.analysis import Masks
 from prunebench.prune.registry import get_method
 from prunebench.prune.scratch import scratch_model
 from prunebench.prune.surgery import apply_channel_masks
-from prunebench.train import Callback, Recipe, SaveInitCallback, load_model, save_model
+from prunebench.train import Callback, Recipe, SaveInitCallback, TrainContext, load_model, save_model
 
 
 class SaveEpochCallback(Callback):
@@ -39,9 +38,9 @@ class SaveEpochCallback(Callback):
             raise ConfigError(f"rewind epoch must be >= 1, got {epoch}")
         self.epoch = epoch
 
-    def on_epoch_end(self, ctx: Any) -> None:
+    def on_epoch_end(self, ctx: TrainContext) -> None:
         if ctx.epoch + 1 == self.epoch:
-            save_model(Path(ctx.out_dir) / f"epoch_{self.epoch}", ctx.model)
+            save_model(ctx.out_dir / f"epoch_{self.epoch}", ctx.model)
 
 
 def lottery_callbacks(rewind_epoch: int = 0) -> list[Callback]:
@@ -57,7 +56,7 @@ def ticket_dir(large_out_dir: str | os.PathLike[str], rewind_epoch: int = 0) -> 
 def winning_ticket(init_dir: str | os.PathLike[str], masks: Masks) -> nn.Module:
     """The saved weights (θ₀ or the rewind epoch's), with `masks` applied."""
     if not Path(init_dir).is_dir():
-        raise CheckpointError(f"no saved initial weights in {init_dir} (train the large model with lottery_callbacks())")
+        raise CheckpointError(f"{init_dir}: no saved initial weights (train the large model with lottery_callbacks())")
     model, _, _ = load_model(init_dir)
     check_masks(model, masks)
     apply_channel_masks(model, masks)
@@ -73,13 +72,12 @@ def random_ticket(spec: ModelSpec | nn.Module, masks: Masks, seed: int, reinit: 
 def lottery_recipe(base: Recipe, lr: float) -> Recipe:
     """`base` at initial LR `lr` (0.1 or 0.01 in the paper), ÷10 at 50% and 75% of its epochs."""
     milestones = tuple(sorted({m for m in (int(0.5 * base.epochs), int(0.75 * base.epochs)) if m > 0}))
-    return dataclasses.replace(base, lr=lr, milestones=milestones, gamma=0.1, lr_multipliers=None)
+    return base.replace(lr=lr, milestones=milestones, gamma=0.1, lr_multipliers=None)
 
 
 def structured_masks(model: nn.Module, splits: Any, options: dict[str, Any], *, seed: int = 0) -> Masks:
-    """One-shot L1-norm filter pruning of the trained `model`, in the exact mask form."""
+    """One-shot L1-norm filter pruning of the trained `model` (`options` as for `l1norm`), in exact mask form
+    (filter, bias, BN γ and β: methods.md §1.3), ready for `winning_ticket`."""
     method = get_method("l1norm")
     result = method.prune(model, splits, method.parse_options({**options, "mask_form": True}), seed=seed)
-    if result.masks is None:
-        raise ConfigError("l1norm returned no masks in mask form")
-    return result.masks
+    return result.masks or {}

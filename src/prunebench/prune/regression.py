@@ -42,6 +42,7 @@ from prunebench.prune.activations import (
     consumer_weight,
     plan_layers,
     sample_layer,
+    solve_normal,
 )
 from prunebench.prune.base import PruneMethod, PruneResult
 from prunebench.prune.registry import register
@@ -59,6 +60,8 @@ class RegressionOptions:
     path_steps: λ values on the geometric path from 1e-4·λ_max to λ_max.
     prune_last: with a ratio, also prune VGG's last conv (its consumer is the classifier).
     residual_compensation: target Y₁ + (S − S′)/a for a residual branch's last conv.
+    input_selection: with a ratio on a zoo ResNet, also prune what each block reads from its
+      input through a channel-selection layer (the paper's feature-map sampling; `resnet50-2x` does).
     """
 
     ratio: float | None = None
@@ -66,9 +69,10 @@ class RegressionOptions:
     images: int = 200
     locations: int = 10
     ridge: float = 0.0
-    path_steps: int = 40
+    path_steps: int = 20
     prune_last: bool = False
     residual_compensation: bool = True
+    input_selection: bool = False
     batch_size: int = 128
 
     def validate(self) -> None:
@@ -122,7 +126,7 @@ class Selection:
     exact: bool  # the LASSO itself left exactly c′ non-zeros (else top-|β| fallback)
 
 
-def lasso_select(terms: LassoTerms, keep: int, steps: int = 40) -> Selection:
+def lasso_select(terms: LassoTerms, keep: int, steps: int = 20) -> Selection:
     """Raise λ along a warm-started geometric path until ≤ keep coefficients survive, then bisect."""
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import Lasso
@@ -181,10 +185,7 @@ def _selection(beta: torch.Tensor, keep: int, alpha: float, rows: int, paper_row
 def least_squares(x: torch.Tensor, y: torch.Tensor, kept: list[int], ridge: float = 0.0) -> torch.Tensor:
     """W′ (n × |kept| × K, float64) minimising ‖Y − X′W′ᵀ‖² over the kept channels' windows."""
     xs = x[:, kept].reshape(x.shape[0], -1).double()
-    normal = xs.T @ xs
-    if ridge:
-        normal = normal + ridge * normal.diagonal().mean() * torch.eye(normal.shape[0], dtype=torch.float64)
-    sol = torch.linalg.lstsq(normal, xs.T @ y.double(), driver="gelsd").solution
+    sol = solve_normal(xs.T @ xs, xs.T @ y.double(), ridge)
     return sol.T.reshape(y.shape[1], len(kept), x.shape[2])
 
 
@@ -210,7 +211,9 @@ class Regression(PruneMethod):
 
     def prune(self, model: nn.Module, splits: Any, opts: RegressionOptions, *, seed: int = 0) -> PruneResult:
         original = copy.deepcopy(model).eval()
-        model = _with_input_selection(copy.deepcopy(model), opts.variant)
+        model = copy.deepcopy(model)
+        if opts.input_selection or opts.variant == "resnet50-2x":
+            model = _with_input_selection(model)
         modules = dict(model.named_modules())
         plan = plan_layers(
             model.spec,
@@ -311,17 +314,19 @@ def _residual_points(model: nn.Module, consumer: str) -> _Residual | None:
     bn = getattr(block, bn_name)
     scale = (bn.weight / torch.sqrt(bn.running_var + bn.eps)).detach().double().cpu()
     if hasattr(block, "gate"):
-        scale = scale * float(block.gate.weight)
+        scale = scale * float(block.gate.weight.detach())
     if (scale == 0).any():
         return None  # a dead channel cannot be compensated through its BN
     where = (f"{block_name}.downsample", "out") if hasattr(block, "downsample") else (block_name, "in")
     return _Residual(points=(("shortcut", *where),), scale=scale)
 
 
-def _with_input_selection(model: nn.Module, target: str | None) -> nn.Module:
-    """resnet50-2x prunes block inputs through selection layers: give a plain ResNet full selections."""
+def _with_input_selection(model: nn.Module) -> nn.Module:
+    """Block inputs are pruned through selection layers: give a zoo ResNet full ones (same function)."""
     spec = model.spec
-    if target != "resnet50-2x" or not isinstance(spec, ResNetSpec) or spec.selections:
+    if not isinstance(spec, ResNetSpec):
+        raise SpecError("input_selection needs a zoo ResNet (family 'resnet')")
+    if spec.selections:
         return model
     wide = spec.replace(selections=((),) * sum(spec.blocks))
     new = wide.build()

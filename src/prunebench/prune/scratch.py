@@ -18,7 +18,7 @@ from torch import nn
 
 from prunebench.errors import ConfigError
 from prunebench.measure.params import check_masks
-from prunebench.models import build_model
+from prunebench.models import ChannelSelection, build_model
 from prunebench.models.spec import ModelSpec
 from prunebench.prune.analysis import Masks
 from prunebench.prune.surgery import apply_channel_masks
@@ -40,18 +40,24 @@ def scratch_model(
     seed: int,
     masks: Masks | None = None,
     reinit: str = "sparse",
+    selection_from: nn.Module | None = None,
 ) -> tuple[nn.Module, Masks | None]:
     """A freshly initialised scratch model (seeded before it is built) and the masks it trains under.
 
-    Without masks this is the physical Scratch-E/B model: the spec alone decides widths,
-    init conventions and channel-selection indices.  With masks, masked conv weights are
-    redrawn (`reinit`) and every mask (conv, linear, BN) is applied.
+    Without masks this is the physical Scratch-E/B model: the spec decides widths and
+    init conventions.  With masks, masked conv weights are redrawn (`reinit`) and every
+    mask (conv, linear, BN) is applied.  `selection_from`: the pruned model whose
+    channel-selection indices are copied, the only state a scratch arm inherits
+    (slimming's main_E/main_B); a zoo spec already holds them, so this guards against
+    a spec that does not.
     """
     if reinit not in REINIT:
         raise ConfigError(f"scratch: reinit must be one of {', '.join(REINIT)}, got {reinit!r}")
     spec = spec_or_model.spec if isinstance(spec_or_model, nn.Module) else spec_or_model
     seed_everything(seed)
     model = build_model(spec)
+    if selection_from is not None:
+        _copy_selection(selection_from, model)
     if masks:
         masks = {k: v.to(torch.bool) for k, v in masks.items()}
         check_masks(model, masks)
@@ -63,3 +69,11 @@ def scratch_model(
         apply_channel_masks(model, masks)
     return model, masks or None
 
+
+def _copy_selection(source: nn.Module, target: nn.Module) -> None:
+    sources = {n: m for n, m in source.named_modules() if isinstance(m, ChannelSelection)}
+    for name, sel in target.named_modules():
+        if isinstance(sel, ChannelSelection):
+            if name not in sources or sources[name].indices.shape != sel.indices.shape:
+                raise ConfigError(f"scratch: selection_from lacks a channel selection {name!r} of this width")
+            sel.indices.copy_(sources[name].indices)

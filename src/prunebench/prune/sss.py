@@ -158,9 +158,12 @@ def _choose(model: nn.Module, values: dict[str, float], opts: SSSOptions) -> dic
         return {blk: v != 0.0 for blk, v in values.items()}
     order = sorted(values, key=lambda b: (-abs(values[b]), list(values).index(b)))  # ties: earlier block first
     if opts.keep_blocks is not None:
-        if opts.keep_blocks > len(values):
-            raise ConfigError(f"sss: keep_blocks={opts.keep_blocks} but the model has {len(values)} blocks")
-        top = set(order[: opts.keep_blocks])
+        # a stage without a projection must keep a block: its largest gate goes first
+        forced = [max(names, key=lambda b: abs(values[b])) for s, names in enumerate(_stages(spec))
+                  if names and spec.first_residual[s] and not _has_projection(model, names[0])]  # fmt: skip
+        if not len(forced) <= opts.keep_blocks <= len(values):
+            raise ConfigError(f"sss: keep_blocks must be between {len(forced)} and {len(values)} for this model")
+        top = set(forced + [b for b in order if b not in forced][: opts.keep_blocks - len(forced)])
         return {blk: blk in top for blk in values}
     target = variant(opts.variant, num_classes=spec.num_classes, in_channels=spec.in_channels,
                      input_size=spec.input_size)  # fmt: skip

@@ -53,15 +53,16 @@ def prune_channels(model: nn.Module, kept: dict[str, list[int]]) -> nn.Module:
     state = {}
     for key, tensor in model.state_dict().items():
         if key in fresh:
+            state[key] = target[key]
             continue
         for dim, idx in slices.get(key, ()):
             tensor = tensor.index_select(dim, idx.to(tensor.device))
         if tensor.shape != target[key].shape:  # a family's groups disagree with its build: a bug, not user error
-            raise RuntimeError(f"surgery: {key} sliced to {tuple(tensor.shape)}, model wants {tuple(target[key].shape)}")
+            raise RuntimeError(f"surgery: {key} sliced to {tuple(tensor.shape)}, expected {tuple(target[key].shape)}")
         state[key] = tensor
-    new.load_state_dict(state, strict=False)
+    new.load_state_dict(state)
     ref = next(model.parameters())
-    new.to(device=ref.device)
+    new.to(device=ref.device, dtype=ref.dtype)
     new.train(model.training)
     return new
 
@@ -104,7 +105,7 @@ def channel_masks(model: nn.Module, kept: dict[str, list[int]]) -> dict[str, tor
             for consumer in g.consumers:
                 key = f"{consumer}.weight"
                 _mask_rows(masks, key, params[key].shape, 1, drop)
-    return masks
+    return {key: m.to(params[key].device) for key, m in masks.items()}
 
 
 def apply_channel_masks(model: nn.Module, masks: dict[str, torch.Tensor]) -> None:
@@ -112,7 +113,7 @@ def apply_channel_masks(model: nn.Module, masks: dict[str, torch.Tensor]) -> Non
     params = dict(model.named_parameters())
     with torch.no_grad():
         for key, m in masks.items():
-            params[key].mul_(m.to(params[key].device, params[key].dtype))
+            params[key].masked_fill_(~m.to(params[key].device), 0)
 
 
 def prune_foreign(model: nn.Module, example_input: torch.Tensor, kept: dict[str, list[int]]) -> nn.Module:
@@ -126,7 +127,11 @@ def prune_foreign(model: nn.Module, example_input: torch.Tensor, kept: dict[str,
 
     pruned = copy.deepcopy(model)
     modules = dict(pruned.named_modules())
-    graph = tp.DependencyGraph().build_dependency(pruned, example_inputs=example_input.to(next(pruned.parameters()).device))
+    example = example_input.to(next(pruned.parameters()).device)
+    training = pruned.training
+    pruned.eval()  # the tracing forward must not update BN running statistics
+    graph = tp.DependencyGraph().build_dependency(pruned, example_inputs=example)
+    pruned.train(training)
     for name, keep in kept.items():
         layer = modules.get(name)
         if isinstance(layer, nn.Conv2d):

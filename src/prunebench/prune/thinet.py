@@ -36,6 +36,7 @@ from prunebench.prune.activations import (
     contributions,
     plan_layers,
     sample_layer,
+    solve_normal,
 )
 from prunebench.prune.base import PruneMethod, PruneResult
 from prunebench.prune.registry import register
@@ -103,10 +104,7 @@ def rescale(xhat: torch.Tensor, kept: list[int], ridge: float = 0.0) -> torch.Te
     xhat = xhat.double()
     a = xhat[:, kept]
     target = xhat.sum(1)
-    normal = a.T @ a
-    if ridge:
-        normal = normal + ridge * normal.diagonal().mean() * torch.eye(len(kept), dtype=torch.float64)
-    return torch.linalg.lstsq(normal, (a.T @ target)[:, None], driver="gelsd").solution[:, 0]
+    return solve_normal(a.T @ a, (a.T @ target)[:, None], ridge)[:, 0]
 
 
 def relative_error(xhat: torch.Tensor, kept: list[int], scale: torch.Tensor) -> float:

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
-from typing import ContextManager
-
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from prunebench.data import DatasetInfo, batches
-from prunebench.train.speed import resolve_device
+from prunebench.train.speed import SpeedSettings, resolve_device
 
 
 def evaluate_loss_acc(
@@ -19,20 +16,19 @@ def evaluate_loss_acc(
     y: torch.Tensor,
     *,
     info: DatasetInfo,
-    device: torch.device,
+    speed: SpeedSettings,
     batch_size: int = 512,
-    autocast: ContextManager[object] | None = None,
-    channels_last: bool = False,
 ) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy of `model` (already on `device`) on uint8 images `x`."""
+    """Mean cross-entropy and accuracy of `model` (already on `speed.device`) on uint8 images `x`,
+    with the run's precision and memory format."""
     was_training = model.training
     model.eval()
-    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-    correct = torch.zeros((), dtype=torch.int64, device=device)
+    loss_sum = torch.zeros((), dtype=torch.float64, device=speed.device)
+    correct = torch.zeros((), dtype=torch.int64, device=speed.device)
     with torch.no_grad():
-        for xb, yb in batches(x, y, info=info, batch_size=batch_size, train=False, device=device,
-                              channels_last=channels_last):
-            with autocast or contextlib.nullcontext():
+        for xb, yb in batches(x, y, info=info, batch_size=batch_size, train=False, device=speed.device,
+                              channels_last=speed.channels_last):
+            with speed.autocast():
                 logits = model(xb)
             loss_sum += F.cross_entropy(logits.float(), yb, reduction="sum").double()
             correct += (logits.argmax(1) == yb).sum()
@@ -53,4 +49,5 @@ def evaluate(
     """Top-1 accuracy (0..1) of `model` in fp32 on `device` (default: where the model is)."""
     dev = resolve_device(device) if device is not None else next(model.parameters()).device
     model.to(dev)
-    return evaluate_loss_acc(model, x, y, info=info, device=dev, batch_size=batch_size)[1]
+    fp32 = SpeedSettings(device=dev, bf16=False, channels_last=False, compile=False)
+    return evaluate_loss_acc(model, x, y, info=info, speed=fp32, batch_size=batch_size)[1]

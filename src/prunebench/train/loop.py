@@ -150,8 +150,7 @@ def _test_acc(model: nn.Module, ctx: TrainContext) -> float | None:
     s = ctx.splits
     if not len(s.test_y):
         return None
-    return evaluate_loss_acc(model, s.test_x, s.test_y, info=s.info, device=ctx.device,
-                             autocast=ctx.speed.autocast(), channels_last=ctx.speed.channels_last)[1]
+    return evaluate_loss_acc(model, s.test_x, s.test_y, info=s.info, speed=ctx.speed)[1]
 
 
 def _finish(ctx: TrainContext, eval_test: bool) -> TrainResult:

@@ -26,12 +26,11 @@ class EvaluationCallback(Callback):
 
     def on_epoch_end(self, ctx: TrainContext) -> None:
         s = ctx.splits
-        kw = dict(info=s.info, device=ctx.device, autocast=ctx.speed.autocast(), channels_last=ctx.speed.channels_last)
         if len(s.val_y):
-            ctx.metrics["val_loss"], ctx.metrics["val_acc"] = evaluate_loss_acc(ctx.model, s.val_x, s.val_y, **kw)
+            ctx.metrics["val_loss"], ctx.metrics["val_acc"] = evaluate_loss_acc(
+                ctx.model, s.val_x, s.val_y, info=s.info, speed=ctx.speed)
         if self.test_every_epoch and len(s.test_y):
-            kw["autocast"] = ctx.speed.autocast()  # a context manager is single-use
-            ctx.metrics["test_acc"] = evaluate_loss_acc(ctx.model, s.test_x, s.test_y, **kw)[1]
+            ctx.metrics["test_acc"] = evaluate_loss_acc(ctx.model, s.test_x, s.test_y, info=s.info, speed=ctx.speed)[1]
 
 
 class MetricsLogCallback(Callback):

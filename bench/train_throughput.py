@@ -1,0 +1,91 @@
+"""Training throughput (images/s) of VGG-16 and ResNet-56 on CIFAR-shaped input, fp32 vs fast mode.
+
+Fast mode = bf16 autocast + channels_last (what `precision="auto"` picks on hardware
+with native bf16). Each model runs one short epoch through the real trainer
+(`prunebench.train.train`, augmentation and optimizer included) on random
+CIFAR-shaped images; a callback timestamps every optimizer step, the first
+`--warmup` steps are discarded and the rest timed. Both modes are measured in the
+same process, one after the other. Prints a Markdown table.
+
+    .venv/bin/python bench/train_throughput.py [--batch-size 64] [--steps 6] [--warmup 2] [--threads N]
+
+Numbers in bench/README.md were taken on a shared 2-core machine while other jobs
+were running: read them as a ratio between modes, not as absolute speeds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+
+import torch
+
+from prunebench.data import Splits, dataset_info
+from prunebench.models import build_model, variant
+from prunebench.train import Callback, Recipe, TrainContext, seed_everything, train
+from prunebench.train.speed import cpu_has_bf16
+
+MODELS = ("vgg16", "resnet56")
+MODES = {"fp32": dict(precision="fp32", channels_last=False), "bf16 + channels_last": dict(precision="bf16", channels_last=True)}
+
+
+class StepClock(Callback):
+    """Timestamps the end of every optimizer step."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+
+    def after_step(self, ctx: TrainContext) -> None:
+        if ctx.device.type == "cuda":
+            torch.cuda.synchronize()
+        self.times.append(time.perf_counter())
+
+
+def synthetic_cifar(n: int) -> Splits:
+    info = dataset_info("cifar10")
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g)
+    y = torch.randint(0, 10, (n,), generator=g)
+    empty_x, empty_y = x[:0], y[:0]
+    return Splits(info, x, y, empty_x, empty_y, empty_x, empty_y, source="synthetic", split_hash="synthetic")
+
+
+def images_per_second(name: str, mode: dict[str, object], batch_size: int, steps: int, warmup: int,
+                      device: str | None) -> float:
+    splits = synthetic_cifar(batch_size * (steps + warmup))
+    seed_everything(0)
+    model = build_model(variant(name, splits.info))
+    clock = StepClock()
+    recipe = Recipe(epochs=1, lr=0.05, batch_size=batch_size, **mode)  # type: ignore[arg-type]
+    with tempfile.TemporaryDirectory() as out:
+        train(model, splits, recipe, out, seed=0, callbacks=[clock], device=device, progress=False, eval_test=False)
+    timed = clock.times[warmup - 1:]
+    return batch_size * (len(timed) - 1) / (timed[-1] - timed[0])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--steps", type=int, default=6, help="timed steps per model and mode")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps first")
+    parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--device", help="cpu or cuda (default: cuda if available)")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.warmup < 1:
+        parser.error("--warmup must be >= 1 (the first timestamp starts the clock)")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU bf16: {cpu_has_bf16()}, "
+          f"batch {args.batch_size}, {args.warmup} warm-up + {args.steps} timed steps\n")
+    print("| model | " + " | ".join(f"{m} (img/s)" for m in MODES) + " | speed-up |")
+    print("|---|" + "---:|" * (len(MODES) + 1))
+    for name in args.models.split(","):
+        rates = [images_per_second(name, mode, args.batch_size, args.steps, args.warmup, args.device)
+                 for mode in MODES.values()]
+        print(f"| {name} | " + " | ".join(f"{r:.1f}" for r in rates) + f" | {rates[-1] / rates[0]:.2f}x |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
