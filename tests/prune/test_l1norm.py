@@ -103,6 +103,19 @@ def test_named_resnet_variants_have_the_widths_of_methods_md(name: str) -> None:
     assert result.info["kept_counts"] == dict(zip([f"layer{j // n + 1}.{j % n}.conv1" for j in range(3 * n)], expected))
 
 
+@pytest.mark.parametrize("name, ratios", [("resnet34-a", ("0.3", "0.3", "0.3", "0")), ("resnet34-b", ("0.5", "0.6", "0.4", "0"))])
+def test_named_resnet34_variants_have_the_widths_of_methods_md(name: str, ratios: tuple[str, ...]) -> None:
+    skip, blocks, widths = (2, 8, 14, 16, 26, 28, 30, 32), (3, 4, 6, 3), (64, 128, 256, 512)
+    stages = [s for s, n in enumerate(blocks) for _ in range(n)]
+    expected = [
+        widths[s] if 2 + 2 * j in skip else int(widths[s] * (1 - Fraction(ratios[s]))) for j, s in enumerate(stages)
+    ]
+    seed_everything(0)
+    result = METHOD.prune(variant("resnet34", input_size=64).build(), None, METHOD.parse_options({"variant": name}))
+    assert list(result.info["kept_counts"].values()) == expected
+    assert result.model.spec.widths() == variant(name, input_size=64).widths()
+
+
 def test_vgg16_a_has_the_cfg_of_methods_md() -> None:
     seed_everything(0)
     result = METHOD.prune(variant("vgg16-l1").build(), None, METHOD.parse_options({"variant": "vgg16-a"}))
@@ -150,6 +163,8 @@ def test_options_are_checked() -> None:
         METHOD.parse_options({"variant": "vgg16-z"})
     with pytest.raises(ConfigError, match="scoring"):
         METHOD.parse_options({"ratio": 0.5, "scoring": "random"})
+    with pytest.raises(ConfigError, match="no conv output"):  # DenseNet: every group is a channel selection
+        METHOD.prune(variant("densenet40").build(), None, METHOD.parse_options({"ratio": 0.5}))
 
 
 def test_keep_count_is_exact_where_floats_round_down() -> None:

@@ -132,6 +132,8 @@ class L1Norm(PruneMethod):
         return [v for v in L1_VARIANTS if v in list_variants()]
 
     def prune(self, model: nn.Module, splits: Any, opts: L1Options, *, seed: int = 0) -> PruneResult:
+        if not candidate_groups(model):
+            raise ConfigError(f"method 'l1norm': {model.spec.label} has no conv output channels it may prune")
         if opts.variant is not None:
             targets = variant_targets(model, opts.variant)
         else:

@@ -120,8 +120,9 @@ def prune_foreign(model: nn.Module, example_input: torch.Tensor, kept: dict[str,
     """Prune output channels of a model outside the zoo with Torch-Pruning's DependencyGraph.
 
     `kept` maps the name of a Conv2d/Linear to the output channels to keep; all
-    coupled layers (BN, consumers, residual partners) are pruned with it.  The
-    input model is left untouched; a pruned copy is returned (it has no spec).
+    coupled layers (BN, consumers, residual partners) are pruned with it, so name
+    one layer per coupled group.  The input model is left untouched; a pruned
+    copy is returned (it has no spec, and any optimizer must be built afresh).
     """
     import torch_pruning as tp  # the version is pinned in pyproject; import lazily, it is heavy
 
