@@ -27,7 +27,10 @@ from prunebench.train import Callback, Recipe, TrainContext, seed_everything, tr
 from prunebench.train.speed import cpu_has_bf16
 
 MODELS = ("vgg16", "resnet56")
-MODES = {"fp32": dict(precision="fp32", channels_last=False), "bf16 + channels_last": dict(precision="bf16", channels_last=True)}
+MODES: dict[str, dict[str, object]] = {
+    "fp32": {"precision": "fp32", "channels_last": False},
+    "bf16 + channels_last": {"precision": "bf16", "channels_last": True},
+}
 
 
 class StepClock(Callback):

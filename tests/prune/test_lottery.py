@@ -52,15 +52,14 @@ def test_winning_ticket_run_starts_from_exactly_the_saved_init_masked(large, tmp
     model, splits, out = large
     masks = _magnitude_masks(model)
     theta0 = _saved(out / "init")
+    expected = {k: v * masks[k] if k in masks else v for k, v in theta0.items()}
     ticket = winning_ticket(ticket_dir(out), masks)
-    for name, value in ticket.state_dict().items():
-        expected = theta0[name] * masks[name] if name in masks else theta0[name]
-        assert torch.equal(value, expected), name
+    assert all(torch.equal(v, expected[k]) for k, v in ticket.state_dict().items())
     # what the ticket's own training run starts from, bit for bit
     train(ticket, splits, lottery_recipe(Recipe(epochs=1, lr=0.1, batch_size=32, precision="fp32"), 0.01),
           tmp_path / "ticket", seed=3, callbacks=[SaveInitCallback()], masks=masks, eval_test=False)
     start = _saved(tmp_path / "ticket" / "init")
-    assert all(torch.equal(start[k], theta0[k] * masks[k]) for k in masks)
+    assert start.keys() == expected.keys() and all(torch.equal(v, expected[k]) for k, v in start.items())
     params = dict(ticket.named_parameters())
     assert all(not params[k][~m].any() for k, m in masks.items())
 

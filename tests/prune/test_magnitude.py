@@ -142,6 +142,7 @@ def test_an_emptied_layer_warns_and_is_reported(large) -> None:
         {"ratio": 0.5},
         {"round_epochs": 1, "round_recipe": {"lr": -1}},
         {"round_epochs": 1, "round_recipe": {"momentun": 0.9}},
+        {"round_epochs": 1, "round_recipe": {"epochs": 3}},
     ],
 )
 def test_bad_options_are_config_errors(options: dict) -> None:

@@ -86,6 +86,27 @@ def test_ties_at_the_threshold_are_all_removed() -> None:
     assert result.info["threshold"] == pytest.approx(0.5)
 
 
+@pytest.mark.parametrize("name", ["preresnet164", "densenet40"])
+def test_channel_selection_keeps_residual_and_concat_widths(name: str) -> None:
+    seed_everything(0)
+    model = variant(name, width_mult=0.25 if name == "preresnet164" else 1.0).build()
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.weight.uniform_(0.0, 1.0)
+    result = METHOD.prune(model, None, METHOD.parse_options({"ratio": 0.5}))
+    groups = model.spec.groups()
+    assert any(g.kind == "select" for g in groups)
+    gammas = torch.cat([model.get_submodule(g.bn).weight.detach().abs() for g in groups])
+    thr = torch.sort(gammas).values[len(gammas) // 2]
+    assert sum(result.info["kept_counts"].values()) == int((gammas > thr).sum()) + len(result.info["guarded_layers"])
+    producers = {g.producer for g in groups}
+    before = {n: m.out_channels for n, m in model.named_modules() if isinstance(m, nn.Conv2d) and n not in producers}
+    after = {n: m.out_channels for n, m in result.model.named_modules() if isinstance(m, nn.Conv2d) and n in before}
+    assert after == before  # block outputs, shortcuts and concatenated growth channels keep their width
+    assert result.model.eval()(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+
+
 def test_sparsity_lambda_defaults_follow_the_reference() -> None:
     opts = METHOD.parse_options({"ratio": 0.4})
     (vgg,) = METHOD.large_training(opts, variant("vgg19"))

@@ -11,10 +11,17 @@ import torch
 import torch.nn.functional as F
 
 from prunebench.data import load
-from prunebench.models import variant
+from prunebench.models import ResNetSpec, variant
 from prunebench.prune import get_method
-from prunebench.prune.activations import as_channels, balanced_images, consumer_weight, contributions, sample_layer
-from prunebench.prune.thinet import greedy_remove, relative_error, rescale
+from prunebench.prune.activations import (
+    as_channels,
+    balanced_images,
+    consumer_weight,
+    contributions,
+    plan_layers,
+    sample_layer,
+)
+from prunebench.prune.thinet import TARGETS, greedy_remove, relative_error, rescale
 from prunebench.train import Recipe, evaluate, seed_everything, train
 
 
@@ -116,3 +123,33 @@ def test_named_vgg_target_is_hit_exactly_and_its_head_rebuilt() -> None:
     assert result.model.spec == target
     assert result.info["reinitialised"] == ["classifier.0.weight", "classifier.0.bias"]
     assert result.model(torch.randn(2, 1, 32, 32)).shape == (2, 10)
+
+
+def test_end_to_end_bottleneck_resnet(splits) -> None:
+    spec = ResNetSpec.uniform("bottleneck", (1, 1, 1, 1), planes=(8, 16, 32, 32), stem=16, num_classes=10,
+                              in_channels=1, input_size=28)  # fmt: skip
+    seed_everything(0)
+    model = spec.build()
+    with tempfile.TemporaryDirectory() as d:
+        train(model, splits, Recipe(epochs=2, lr=0.05, batch_size=32), d, seed=0, progress=False, eval_test=False)
+    method = get_method("thinet")
+    result = method.prune(model, splits, method.parse_options({"ratio": 0.5, "images": 60, "locations": 5}))
+    assert result.model.spec.inner == ((4, 4), (8, 8), (16, 16), (16, 16))  # conv1 and conv2 of every block
+    assert set(result.info["layers"]) == {f"layer{s}.0.conv{c}" for s in range(1, 5) for c in (1, 2)}
+    pruned = result.model
+    with tempfile.TemporaryDirectory() as d:
+        train(pruned, splits, Recipe(epochs=1, lr=0.01, batch_size=32), d, seed=0, progress=False, eval_test=False)
+    assert _accuracy(pruned, splits) > 0.4
+
+
+@pytest.mark.parametrize("name", ["thinet-conv", "thinet-gap", "thinet-30", "thinet-50", "thinet-70"])
+def test_other_named_targets_resolve_exactly(name: str) -> None:
+    """Running these at full width takes minutes here: the resolved per-layer plan is checked instead."""
+    base = variant("resnet50" if name[-1].isdigit() else "vgg16-imagenet", num_classes=10, input_size=32)
+    plan = plan_layers(base, ratio=None, target_name=name, eligible=lambda g: True, allowed=TARGETS)
+    target = variant(name, num_classes=10, input_size=32)
+    kept = {g: list(range(k)) for g, k in plan.keep.items()}
+    assert base.with_kept(kept).widths()[: len(target.widths())] == target.widths()
+    if name[-1].isdigit():  # floor(C · r) per stage, methods.md §3.4
+        r = int(name[-2:]) / 100
+        assert {k for g, k in plan.keep.items() if g.startswith("layer1.")} == {int(64 * r)}

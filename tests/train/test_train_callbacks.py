@@ -12,7 +12,16 @@ from torch.nn import functional as F
 from trainkit import digits, first_conv_mask, tiny_model
 
 from prunebench.models import VGGSpec, build_model
-from prunebench.train import BNL1Callback, Callback, MaskCallback, Recipe, SaveInitCallback, TrainContext, load_model, train
+from prunebench.train import (
+    BNL1Callback,
+    Callback,
+    MaskCallback,
+    Recipe,
+    SaveInitCallback,
+    TrainContext,
+    load_model,
+    train,
+)
 
 FP32 = dict(precision="fp32")
 

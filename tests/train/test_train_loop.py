@@ -65,7 +65,8 @@ def test_without_validation_split_best_is_final(tmp_path: Path) -> None:
     result = train(tiny_model(), splits, Recipe(epochs=1, lr=0.1, precision="fp32"), tmp_path, seed=0, progress=False)
     assert result.best_val_acc is None and result.final_val_acc is None
     assert result.test_acc is not None and result.test_acc_best_val == result.test_acc
-    assert (tmp_path / "best" / "weights.safetensors").read_bytes() == (tmp_path / "final" / "weights.safetensors").read_bytes()
+    weights = [(tmp_path / d / "weights.safetensors").read_bytes() for d in ("best", "final")]
+    assert weights[0] == weights[1]
     assert "val_acc" not in result.history[0]
 
 
@@ -79,7 +80,8 @@ class _PoisonAt(Callback):
 
 
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path: Path) -> None:
-    with pytest.raises(PrunebenchError, match=r"loss became nan at epoch 1 step 9; last good checkpoint kept in .*state"):
+    expected = r"loss became nan at epoch 1 step 9; last good checkpoint kept in .*state"
+    with pytest.raises(PrunebenchError, match=expected):
         train(tiny_model(), digits(), FP32, tmp_path, seed=0, callbacks=[_PoisonAt()], progress=False)
     assert not (tmp_path / "result.json").exists()
     assert read_torch_state(tmp_path / "state" / "train_state.pt")["next_epoch"] == 1
@@ -109,3 +111,12 @@ def test_auto_precision_uses_bf16_where_supported(tmp_path: Path) -> None:
     assert result.test_acc is not None and 0.0 <= result.test_acc <= 1.0
     final, _, _ = load_model(tmp_path / "final")
     assert all(p.dtype == torch.float32 for p in final.parameters())  # autocast never changes the stored weights
+
+
+def test_progress_bar_only_when_asked_or_on_a_terminal(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    recipe = Recipe(epochs=1, lr=0.1, precision="fp32")
+    train(tiny_model(), digits(), recipe, tmp_path / "auto", seed=0)  # stderr is not a terminal under pytest
+    assert capsys.readouterr().err == ""
+    train(tiny_model(), digits(), recipe, tmp_path / "forced", seed=0, progress=True)
+    err = capsys.readouterr().err
+    assert "epoch 1/1" in err and "step" in err

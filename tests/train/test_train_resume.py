@@ -46,4 +46,5 @@ def test_kill_and_resume_is_bit_identical(tmp_path: Path) -> None:
     assert [h["val_acc"] for h in resumed.history] == [h["val_acc"] for h in whole.history]
     assert resumed.test_acc == whole.test_acc
     # metrics.csv holds each epoch once, although epoch 2 was started twice
-    assert [line.split(",")[0] for line in (killed / "metrics.csv").read_text().splitlines()[1:]] == ["0", "1", "2", "3"]
+    rows = (killed / "metrics.csv").read_text().splitlines()[1:]
+    assert [row.split(",")[0] for row in rows] == ["0", "1", "2", "3"]

@@ -31,15 +31,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument("--list", action="store_true", help="list the registered methods and their named variants, then exit")
-    parser.add_argument("--method", help="pruning method name (see --list)")
+    parser.add_argument("--method", metavar="NAME", help="pruning method name (see --list for methods and options)")
     parser.add_argument(
-        "--checkpoint", type=Path,
+        "--checkpoint", type=Path, metavar="DIR",
         help="checkpoint folder to prune (a training folder works too: its final/ checkpoint is used)",
     )
-    parser.add_argument("--out", type=Path, help="checkpoint folder to write (spec, weights, masks, prune_info.json)")
+    parser.add_argument("--out", type=Path, metavar="DIR", help="checkpoint folder to write (spec, weights, masks, prune_info.json)")
     target = parser.add_mutually_exclusive_group()
-    target.add_argument("--variant", help="a named target architecture of the method (e.g. vgg16-a, resnet56-b)")
-    target.add_argument("--ratio", type=float, help="prune ratio of the method's 'ratio' option (e.g. 0.5)")
+    target.add_argument("--variant", metavar="NAME", help="a named target architecture of the method (e.g. vgg16-a, resnet56-b)")
+    target.add_argument(
+        "--ratio", type=float, metavar="P",
+        help="sets the method's 'ratio' option: per-layer prune ratio (l1norm), global fraction of channels (slimming)",
+    )
     parser.add_argument(
         "--option", action="append", default=[], metavar="KEY=VALUE",
         help="a method option; VALUE is read as JSON when it parses (0.1, true, [\"a\"]), else as text; repeatable",
@@ -49,10 +52,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"also report accuracy before fine-tuning, as-is and BN-recalibrated (e.g. {DEFAULT_DATASET});"
         " methods that need data (ThiNet, regression) require it",
     )
-    parser.add_argument("--val-size", type=int, default=None, help="validation images (default: the data set's)")
-    parser.add_argument("--train-subset", type=int, default=None, help="use a class-balanced training subset")
-    parser.add_argument("--recal-batches", type=int, default=50, help="training batches used for BN recalibration")
-    parser.add_argument("--seed", type=int, default=0, help="seed passed to the method (default 0)")
+    parser.add_argument("--val-size", type=int, default=None, metavar="N", help="validation images (default: the data set's)")
+    parser.add_argument("--train-subset", type=int, default=None, metavar="N", help="use a class-balanced training subset")
+    parser.add_argument(
+        "--recal-batches", type=int, default=50, metavar="N", help="training batches used for BN recalibration (default 50)"
+    )
+    parser.add_argument("--seed", type=int, default=0, metavar="N", help="seed passed to the method (default 0)")
     parser.add_argument("--force", action="store_true", help="replace an existing checkpoint in --out")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
 
@@ -112,12 +117,19 @@ def accuracies(large: nn.Module, pruned: nn.Module, splits: Splits, recal_batche
     }
 
 
+def _default(f: dataclasses.Field[Any]) -> Any:
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+
+
 def list_text() -> str:
     lines = []
     for name in list_methods():
         method = get_method(name)
         lines.append(f"{name:<11} {method.description}")
         lines.append(f"{'':<11} large training: {method.large_training_kind}; style: {method.style}")
+        options = [f"{f.name}={_default(f)!r}" for f in dataclasses.fields(method.Options)]
+        if options:
+            lines.append(f"{'':<11} options: {', '.join(options)}")
         variants = method.variants()
         if variants:
             lines.append(f"{'':<11} variants: {', '.join(variants)}")

@@ -26,7 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "result.json. Re-running the same command resumes an interrupted run and does not retrain a "
         "finished one; different settings on an existing run folder are refused."
     )
-    parser.add_argument("--arch", required=True, metavar="NAME", help="named architecture (see `prunebench arch --list`)")
+    parser.add_argument("--arch", required=True, metavar="NAME",
+                        help="named architecture (see `prunebench arch --list`)")
     parser.add_argument("--dataset", default=DEFAULT_DATASET, choices=list_datasets(), metavar="D",
                         help=f"data set: {', '.join(list_datasets())} (default: {DEFAULT_DATASET})")
     parser.add_argument("--epochs", type=int, required=True, metavar="E", help="training epochs")
@@ -40,11 +41,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="LR x0.1 at these points: fractions of the run if they contain '.', else epochs; "
         "'none' for a constant LR (default: 0.5,0.75)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed of initialisation, data order and augmentation (default: 0)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of initialisation, data order and augmentation (default: 0)")
     parser.add_argument("--val-size", type=int, metavar="N",
                         help="validation images carved from the training set (default: per data set; 0 = none)")
     parser.add_argument("--train-subset", type=int, metavar="N", help="train on N class-balanced images only")
-    parser.add_argument("--width-mult", type=float, default=1.0, metavar="X", help="scale every width by X (default: 1)")
+    parser.add_argument("--width-mult", type=float, default=1.0, metavar="X",
+                        help="scale every width by X (default: 1)")
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
                         help="auto = bf16 autocast + channels_last where the hardware supports bf16 (default: auto)")
     parser.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda if available, else cpu)")

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
+
+from prunebench.measure.forward import dummy_batch, eval_mode, input_shape_of
+from prunebench.train.checkpoint import atomic_write_text
 
 Masks = dict[str, torch.Tensor]
 
@@ -31,21 +33,16 @@ def weight_layers(model: nn.Module, *, include_linear: bool = True) -> list[tupl
 
 def conv_resolutions(model: nn.Module) -> dict[str, tuple[int, int]]:
     """Conv name -> output (H, W) at the spec's input shape, from one forward pass."""
-    spec = model.spec
+    x = dummy_batch(model, input_shape_of(model))
     sizes: dict[str, tuple[int, int]] = {}
     hooks = [
         m.register_forward_hook(lambda _m, _i, out, name=name: sizes.__setitem__(name, tuple(out.shape[-2:])))
         for name, m in weight_layers(model, include_linear=False)
     ]
-    was_training = model.training
-    device = next(model.parameters()).device
-    x = torch.zeros(1, spec.in_channels, spec.input_size, spec.input_size, device=device)
     try:
-        model.eval()
-        with torch.no_grad():
+        with eval_mode(model), torch.no_grad():
             model(x)
     finally:
-        model.train(was_training)
         for h in hooks:
             h.remove()
     return sizes
@@ -119,9 +116,5 @@ def analyse(model: nn.Module, masks: Masks) -> dict[str, Any]:
 def save_analysis(path: str | os.PathLike[str], masks: Masks, model: nn.Module) -> dict[str, Any]:
     """Write `analyse(model, masks)` as JSON to `path` (atomically) and return it."""
     data = analyse(model, masks)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(data, indent=1))
     return data

@@ -9,7 +9,7 @@ zoo's variant specs, so the pruned widths are exactly the published ones.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -39,8 +39,8 @@ class L1Options:
 
     variant: str | None = None
     ratio: float | None = None
-    skip: tuple[str, ...] = field(default_factory=tuple)
-    skip_stages: tuple[int, ...] = field(default_factory=tuple)
+    skip: tuple[str, ...] = ()
+    skip_stages: tuple[int, ...] = ()
     scoring: str = "independent"
     mask_form: bool = False
 

@@ -66,6 +66,8 @@ class MagnitudeOptions:
             raise ConfigError(f"magnitude: iterative_rounds must be >= 1, got {self.iterative_rounds}")
         if self.round_epochs < 0:
             raise ConfigError(f"magnitude: round_epochs must be >= 0, got {self.round_epochs}")
+        if "epochs" in self.round_recipe:
+            raise ConfigError("magnitude: give the retraining length as round_epochs, not round_recipe.epochs")
         if self.round_epochs:
             self.retrain_recipe()  # a bad round_recipe fails here, not after the first round
 

@@ -98,13 +98,14 @@ class LassoTerms:
 def lasso_terms(x: torch.Tensor, weight: torch.Tensor, y: torch.Tensor) -> LassoTerms:
     """G_ij = Σ_s ⟨X_i[s]W_iᵀ, X_j[s]W_jᵀ⟩ and b_i = Σ_s ⟨X_i[s]W_iᵀ, Y[s]⟩, without forming Z.
 
-    x: N × C × K, weight: n × C × K, y: N × n.
+    x: N × C × K, weight: n × C × K, y: N × n.  The two CK × CK products run in
+    float32 (they only rank channels); the block sums and b in float64.
     """
     n_s, c, k = x.shape
-    xf = x.reshape(n_s, c * k).double()
-    wf = weight.reshape(weight.shape[0], c * k).double()
-    gram = ((xf.T @ xf) * (wf.T @ wf)).reshape(c, k, c, k).sum((1, 3))
-    b = (xf * (y.double() @ wf)).reshape(n_s, c, k).sum((0, 2))
+    xf = x.reshape(n_s, c * k).float()
+    wf = weight.reshape(weight.shape[0], c * k).float()
+    gram = ((xf.T @ xf) * (wf.T @ wf)).double().reshape(c, k, c, k).sum((1, 3))
+    b = (xf.double() * (y.double() @ wf.double())).reshape(n_s, c, k).sum((0, 2))
     return LassoTerms(gram=gram, b=b, rows=n_s * weight.shape[0])
 
 
@@ -183,9 +184,16 @@ def _selection(beta: torch.Tensor, keep: int, alpha: float, rows: int, paper_row
 
 
 def least_squares(x: torch.Tensor, y: torch.Tensor, kept: list[int], ridge: float = 0.0) -> torch.Tensor:
-    """W′ (n × |kept| × K, float64) minimising ‖Y − X′W′ᵀ‖² over the kept channels' windows."""
+    """W′ (n × |kept| × K, float64) minimising ‖Y − X′W′ᵀ‖² over the kept channels' windows.
+
+    With fewer samples than unknowns the minimum-norm solution X′ᵀ(X′X′ᵀ)⁻¹Y is taken in sample space.
+    """
     xs = x[:, kept].reshape(x.shape[0], -1).double()
-    sol = solve_normal(xs.T @ xs, xs.T @ y.double(), ridge)
+    yd = y.double()
+    if xs.shape[0] >= xs.shape[1]:
+        sol = solve_normal(xs.T @ xs, xs.T @ yd, ridge)
+    else:
+        sol = xs.T @ solve_normal(xs @ xs.T, yd, ridge)
     return sol.T.reshape(y.shape[1], len(kept), x.shape[2])
 
 

@@ -7,7 +7,9 @@ at the end; only filter weights are zeroed, as in the paper.
 Hard pruning: a zeroed filter that produces a prunable group (a block's first conv)
 is removed physically together with its BN channel and the next conv's input
 slice.  Its BN γ/β are zeroed first, so the deployed model computes exactly what
-the channel-masked model computes.  Zeroed filters whose output joins a residual
+the channel-masked model computes (the soft-trained model still emitted the
+constant relu(BN(0)) there; the deployed model is the one whose accuracy counts).
+Zeroed filters whose output joins a residual
 sum (stem, a block's second conv) cannot leave the network and stay as masks,
 which sparse FLOPs count (methods.md §8.3).
 """
@@ -28,7 +30,7 @@ from prunebench.prune.base import PruneMethod, PruneResult
 from prunebench.prune.importance import bottom_k, exact_fraction, filter_l2, floor_count
 from prunebench.prune.registry import register
 from prunebench.prune.surgery import apply_channel_masks, channel_masks, prune_channels
-from prunebench.train import Callback, Recipe
+from prunebench.train import Callback, Recipe, TrainContext
 
 #: protocol.md §4.4, for the 200-epoch CIFAR run: warm-up epoch, then x10, then x0.2 three times.
 SFP_MILESTONES = (1, 60, 120, 160)
@@ -82,23 +84,25 @@ def zero_lowest_filters(model: nn.Module, layers: list[str], keep_rate: float) -
 
 
 class SoftFilterCallback(Callback):
-    """Soft pruning during training: zero at the start, after each epoch and at the end."""
+    """Soft pruning during training: zero at the start, after each epoch (before evaluation) and at the end.
+
+    Stateless (the zeroed set is recomputed from the weights), so a resumed run behaves the same.
+    """
 
     def __init__(self, keep_rate: float, layers: str | tuple[str, ...] = "all") -> None:
         self.keep_rate = keep_rate
         self.layers = layers
-        self.last_zeroed: dict[str, list[int]] = {}
 
-    def _apply(self, ctx: Any) -> None:
-        self.last_zeroed = zero_lowest_filters(ctx.model, selected_convs(ctx.model, self.layers), self.keep_rate)
+    def _apply(self, ctx: TrainContext) -> None:
+        zero_lowest_filters(ctx.model, selected_convs(ctx.model, self.layers), self.keep_rate)
 
-    def on_train_start(self, ctx: Any) -> None:
+    def on_train_start(self, ctx: TrainContext) -> None:
         self._apply(ctx)
 
-    def on_epoch_end(self, ctx: Any) -> None:
+    def on_epoch_end(self, ctx: TrainContext) -> None:
         self._apply(ctx)
 
-    def on_train_end(self, ctx: Any) -> None:
+    def on_train_end(self, ctx: TrainContext) -> None:
         self._apply(ctx)
 
 
@@ -144,10 +148,7 @@ class SoftFilterPruning(PruneMethod):
         # Idempotent on an SFP-trained model; makes a plainly trained one soft-pruned first.
         zeroed = zero_lowest_filters(masked, layers, opts.keep_rate)
         removable = {g.producer: g for g in masked.spec.groups() if g.kind == "out" and g.producer in zeroed}
-        kept = {
-            g.name: [i for i in range(g.size) if i not in set(zeroed[producer])]
-            for producer, g in removable.items()
-        }
+        kept = {g.name: sorted(set(range(g.size)) - set(zeroed[producer])) for producer, g in removable.items()}
         apply_channel_masks(masked, channel_masks(masked, kept))  # exact: filter, bias, BN γ and β
         pruned = prune_channels(masked, kept)
         masks = {}

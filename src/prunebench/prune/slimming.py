@@ -58,9 +58,10 @@ def global_threshold(gammas: torch.Tensor, ratio: float) -> float:
 
 def gamma_histogram(gammas: torch.Tensor, bins: int = HISTOGRAM_BINS) -> dict[str, list[float]]:
     """Counts and edges of |γ| over [0, max] (what §10's guided designs and plots read)."""
-    top = float(gammas.max()) if gammas.numel() else 1.0
-    counts = torch.histc(gammas.float(), bins=bins, min=0.0, max=top if top > 0 else 1.0)
-    edges = torch.linspace(0.0, top if top > 0 else 1.0, bins + 1)
+    top = float(gammas.max())
+    top = top if top > 0 else 1.0  # all-zero scales still get a valid range
+    counts = torch.histc(gammas.float(), bins=bins, min=0.0, max=top)
+    edges = torch.linspace(0.0, top, bins + 1)
     return {"counts": [int(c) for c in counts.tolist()], "edges": edges.tolist()}
 
 

@@ -3,7 +3,12 @@
 Not a pruning of weights: the factor is searched by bisection so that the scaled
 architecture matches a target parameter or reference-mode FLOPs count, and the
 result is a freshly initialised model that is only ever trained from scratch.
-Widths round as the zoo's `ModelSpec.scaled` does (nearest, at least 1).
+
+Rounding (recorded in the result):
+  "floor" (default, the L1 rule): every prunable "out" channel group keeps
+      int(C·f) >= 1 channels; residual-sum and concatenation widths stay.
+  "nearest": the zoo's `ModelSpec.scaled(f)`, which scales every width (residual
+      and concatenation widths too, unless `inner_only`) to the nearest integer.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from prunebench.prune.registry import register
 from prunebench.prune.scratch import scratch_model
 
 TARGETS = ("params", "flops")
+ROUNDINGS = ("floor", "nearest")
 BISECTION_STEPS = 40
 MAX_FACTOR = 64.0
 
@@ -33,22 +39,35 @@ def model_size(spec: ModelSpec, target: str) -> int:
     return count_params(model).total if target == "params" else count_flops(model, mode="reference").flops
 
 
+def floor_scaled(spec: ModelSpec, factor: float) -> ModelSpec:
+    """`spec` with every prunable "out" group cut to int(C·factor) channels (at least 1)."""
+    groups = [g for g in spec.groups() if g.kind == "out"]
+    if not groups:
+        raise ConfigError(f"uniform: {spec.label} has no prunable output channels; use rounding='nearest'")
+    return spec.with_kept({g.name: list(range(max(1, int(g.size * factor)))) for g in groups})
+
+
 def uniform_spec(
     spec: ModelSpec,
     *,
     target_params: int | None = None,
     target_flops: int | None = None,
+    rounding: str = "floor",
     inner_only: bool = False,
 ) -> tuple[ModelSpec, float]:
-    """`spec.scaled(f)` with the one factor f whose size is closest to the target (ties: the smaller)."""
+    """The spec scaled by the one factor f whose size is closest to the target (ties: the smaller)."""
     if (target_params is None) == (target_flops is None):
         raise ConfigError("uniform: give exactly one of target_params or target_flops")
+    if rounding not in ROUNDINGS:
+        raise ConfigError(f"uniform: rounding must be one of {', '.join(ROUNDINGS)}, got {rounding!r}")
+    if inner_only and rounding == "floor":
+        raise ConfigError("uniform: inner_only applies to rounding='nearest' (floor never scales residual widths)")
     kind, goal = ("params", target_params) if target_params is not None else ("flops", target_flops)
     assert goal is not None
     sizes: dict[str, int] = {}  # many factors round to the same widths: build each once
 
     def size_at(f: float) -> tuple[ModelSpec, int]:
-        scaled = spec.scaled(f, inner_only=inner_only)
+        scaled = floor_scaled(spec, f) if rounding == "floor" else spec.scaled(f, inner_only=inner_only)
         key = scaled.to_json()
         if key not in sizes:
             sizes[key] = model_size(scaled, kind)
@@ -56,11 +75,11 @@ def uniform_spec(
 
     if size_at(0.0)[1] > goal:
         raise ConfigError(f"uniform: {goal} {kind} is below the smallest model of this family (every width 1)")
-    hi = 1.0
+    hi, limit = 1.0, 1.0 if rounding == "floor" else MAX_FACTOR  # floor keeps channels: it cannot widen
     while size_at(hi)[1] < goal:
         hi *= 2
-        if hi > MAX_FACTOR:
-            raise ConfigError(f"uniform: {goal} {kind} needs widths more than {MAX_FACTOR:g}x the model's")
+        if hi > limit:
+            raise ConfigError(f"uniform: {goal} {kind} needs widths more than {limit:g}x the model's")
     lo = 0.0
     for _ in range(BISECTION_STEPS):  # invariant: size(lo) <= goal < size(hi), or size(hi) == goal
         mid = (lo + hi) / 2
@@ -79,12 +98,14 @@ class UniformOptions:
     """target: match "params" or (reference-mode) "flops".
     match: the target as a fraction of the large model's size.
     reference_spec: or the size of this architecture (a spec dict or JSON, e.g. another method's pruned spec).
-    inner_only: keep residual-sum / concatenation widths (scale block-internal widths only).
+    rounding: "floor" (prunable groups, the L1 rule) or "nearest" (the zoo's width scaling; see the module doc).
+    inner_only: with "nearest", keep residual-sum / concatenation widths.
     """
 
     target: str = "params"
     match: float | None = None
     reference_spec: dict[str, Any] | str | None = None
+    rounding: str = "floor"
     inner_only: bool = False
 
     def validate(self) -> None:
@@ -94,6 +115,8 @@ class UniformOptions:
             raise ConfigError("method 'uniform': give exactly one of match or reference_spec")
         if self.match is not None and not self.match > 0:
             raise ConfigError(f"method 'uniform': match must be positive, got {self.match}")
+        if self.rounding not in ROUNDINGS:
+            raise ConfigError(f"method 'uniform': rounding must be one of {', '.join(ROUNDINGS)}, got {self.rounding!r}")
 
     def reference(self) -> ModelSpec:
         raw = self.reference_spec
@@ -118,11 +141,14 @@ class Uniform(PruneMethod):
         goal = model_size(base, opts.target)
         if opts.match is not None:
             goal = int(opts.match * goal)
-        spec, factor = uniform_spec(model.spec, inner_only=opts.inner_only, **{f"target_{opts.target}": goal})
+        spec, factor = uniform_spec(
+            model.spec, rounding=opts.rounding, inner_only=opts.inner_only, **{f"target_{opts.target}": goal}
+        )
         fresh, _ = scratch_model(spec, seed=seed)
         info = {
             "scratch_only": True,
             "factor": factor,
+            "rounding": opts.rounding,
             "target": opts.target,
             "goal": goal,
             "achieved": model_size(spec, opts.target),

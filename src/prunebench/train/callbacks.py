@@ -94,7 +94,9 @@ class MaskCallback(Callback):
         self._pairs = []
         for name, mask in self.masks.items():
             if mask.shape != params[name].shape:
-                raise ConfigError(f"mask for {name} has shape {list(mask.shape)}, parameter has {list(params[name].shape)}")
+                raise ConfigError(
+                    f"mask for {name} has shape {list(mask.shape)}, parameter has {list(params[name].shape)}"
+                )
             self._pairs.append((params[name], ~mask.to(device=params[name].device, dtype=torch.bool)))
         self._zero_params()
 
@@ -120,7 +122,9 @@ class BNL1Callback(Callback):
         if lam < 0:
             raise ConfigError(f"BN L1 penalty must be >= 0, got {lam}")
         self.lam = lam
-        self.kinds: tuple[type[nn.Module], ...] = (nn.BatchNorm2d, nn.BatchNorm1d) if include_bn1d else (nn.BatchNorm2d,)
+        self.kinds: tuple[type[nn.Module], ...] = (nn.BatchNorm2d,)
+        if include_bn1d:
+            self.kinds += (nn.BatchNorm1d,)
 
     def before_step(self, ctx: TrainContext) -> None:
         for module in ctx.model.modules():

@@ -194,7 +194,9 @@ def _check_tensors(path: Path, got: dict[str, torch.Tensor], want: dict[str, tor
         else:
             detail = f"missing {missing[:3]}" if missing else f"unexpected {extra[:3]}"
         n = len(missing) + len(extra) + len(wrong)
-        raise CheckpointError(f"{path}: does not match the architecture in {SPEC_FILE} ({n} tensor(s) differ: {detail})")
+        raise CheckpointError(
+            f"{path}: does not match the architecture in {SPEC_FILE} ({n} tensor(s) differ: {detail})"
+        )
 
 
 def read_checkpoint(path: str | Path, expected_spec: ModelSpec | None = None) -> Checkpoint:
@@ -233,12 +235,16 @@ def load_into(model: nn.Module, ckpt: Checkpoint) -> None:
         unknown = sorted(set(ckpt.masks) - set(params))
         bad = [k for k in sorted(set(ckpt.masks) & set(params)) if ckpt.masks[k].shape != params[k]]
         if unknown or bad:
-            raise CheckpointError(f"{ckpt.path / MASKS_FILE}: masks do not match the model's parameters ({(unknown + bad)[:3]})")
+            raise CheckpointError(
+                f"{ckpt.path / MASKS_FILE}: masks do not match the model's parameters ({(unknown + bad)[:3]})"
+            )
     with torch.no_grad():
         model.load_state_dict(ckpt.weights, strict=True)
 
 
-def load_model(path: str | Path, expected_spec: ModelSpec | None = None) -> tuple[nn.Module, Masks | None, dict[str, Any] | None]:
+def load_model(
+    path: str | Path, expected_spec: ModelSpec | None = None
+) -> tuple[nn.Module, Masks | None, dict[str, Any] | None]:
     """Build the model a checkpoint folder describes and load its weights: `(model, masks, meta)`."""
     ckpt = read_checkpoint(path, expected_spec)
     try:

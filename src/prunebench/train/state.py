@@ -9,7 +9,14 @@ import torch
 
 from prunebench.errors import CheckpointError, ConfigError
 from prunebench.train.callbacks import TrainContext
-from prunebench.train.checkpoint import load_into, model_files, read_checkpoint, read_torch_state, torch_bytes, write_dir
+from prunebench.train.checkpoint import (
+    load_into,
+    model_files,
+    read_checkpoint,
+    read_torch_state,
+    torch_bytes,
+    write_dir,
+)
 from prunebench.train.seeding import rng_state, set_rng_state
 
 STATE_DIR = "state"
