@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from prunebench.errors import ConfigError
@@ -36,6 +37,11 @@ def test_constant_lr_and_milestones_past_the_end() -> None:
     assert never.lr_at(39) == 0.001
 
 
+def test_numpy_integers_are_accepted() -> None:
+    r = Recipe(epochs=np.int64(10), lr=0.1, milestones=[np.int64(5), 8.0])
+    assert r.epochs == 10 and type(r.epochs) is int and r.milestones == (5, 8)
+
+
 def test_json_round_trip() -> None:
     r = Recipe.from_fractions(10, (0.5,), lr=0.05, nesterov=True, weight_decay=5e-4, precision="fp32",
                               channels_last=False, lr_multipliers=[0.2])
@@ -49,6 +55,8 @@ def test_json_round_trip() -> None:
         {"epochs": 0, "lr": 0.1},
         {"epochs": 5, "lr": -1.0},
         {"epochs": 5, "lr": 0.1, "milestones": (3, 2)},
+        {"epochs": 5, "lr": 0.1, "milestones": (0.5,)},  # fractions belong in from_fractions
+        {"epochs": 2.5, "lr": 0.1},
         {"epochs": 5, "lr": 0.1, "milestones": (2,), "lr_multipliers": (0.1, 0.1)},
         {"epochs": 5, "lr": 0.1, "precision": "fp16"},
         {"epochs": 5, "lr": 0.1, "momentum": 0.0, "nesterov": True},

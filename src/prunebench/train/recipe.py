@@ -12,6 +12,16 @@ from prunebench.errors import ConfigError
 PRECISIONS = ("auto", "fp32", "bf16")
 
 
+def _whole(what: str, value: Any) -> int:
+    try:
+        ok = not isinstance(value, bool) and int(value) == value
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ConfigError(f"recipe: {what} must be whole epochs, got {value!r} (fractions: use Recipe.from_fractions)")
+    return int(value)
+
+
 @dataclass(frozen=True)
 class Recipe:
     """How a model is trained.
@@ -37,14 +47,16 @@ class Recipe:
     compile: bool = False
 
     def __post_init__(self) -> None:
-        # Accept lists (from JSON or callers) but store tuples so the recipe stays hashable.
-        object.__setattr__(self, "milestones", tuple(int(m) for m in self.milestones))
+        # Normalise numbers from JSON, NumPy or budget rules: ints stay ints, lists become
+        # tuples (so the recipe stays hashable); a fractional epoch count is an error.
+        object.__setattr__(self, "epochs", _whole("epochs", self.epochs))
+        object.__setattr__(self, "milestones", tuple(_whole("milestones", m) for m in self.milestones))
         if self.lr_multipliers is not None:
             object.__setattr__(self, "lr_multipliers", tuple(float(m) for m in self.lr_multipliers))
         self._validate()
 
     def _validate(self) -> None:
-        if not isinstance(self.epochs, int) or self.epochs < 1:
+        if self.epochs < 1:
             raise ConfigError(f"recipe: epochs must be a positive integer, got {self.epochs!r}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ConfigError(f"recipe: lr must be positive, got {self.lr!r}")
