@@ -47,7 +47,8 @@ def main() -> None:
     print(f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, torch {torch.__version__}, "
           f"{torch.get_num_threads()} thread(s), {platform.processor() or platform.machine()}")  # fmt: skip
     print()
-    print("| layer | C -> kept | samples | sampling s | ThiNet select s | ThiNet LS s | LASSO select s | λ fits | LASSO LS s |")
+    print("| layer | C -> kept | samples | sampling s | ThiNet select s | ThiNet LS s "
+          "| LASSO select s | λ fits | LASSO LS s |")  # fmt: skip
     print("|---|---|---|---|---|---|---|---|---|")
     totals = [0.0] * 5
     for group in model.spec.groups():
@@ -74,7 +75,8 @@ def main() -> None:
         totals = [a + b for a, b in zip(totals, row)]
         print(f"| {group.name} | {group.size} -> {keep} | {sample.samples} | {t_sample:.3f} | {t_thinet:.3f} | "
               f"{t_thinet_ls:.3f} | {t_lasso:.3f} | {sel.path} | {t_lasso_ls:.3f} |")  # fmt: skip
-    print(f"| **total** | | | {totals[0]:.2f} | {totals[1]:.2f} | {totals[2]:.2f} | {totals[3]:.2f} | | {totals[4]:.2f} |")
+    t = [f"{v:.2f}" for v in totals]
+    print(f"| **total** | | | {t[0]} | {t[1]} | {t[2]} | {t[3]} | | {t[4]} |")
 
 
 if __name__ == "__main__":

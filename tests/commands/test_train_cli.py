@@ -7,10 +7,14 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
 from prunebench.cli import build_parser, main
 from prunebench.commands.train import parse_milestones
 from prunebench.errors import ConfigError
+from prunebench.measure import count_flops
+from prunebench.models import VGGSpec, build_model
+from prunebench.train import save_model
 
 
 def _train(out: Path, *extra: str) -> list[str]:
@@ -85,3 +89,18 @@ def test_help_texts(cmd: str, words: list[str], capsys: pytest.CaptureFixture[st
         build_parser().parse_args([cmd, "--help"])
     text = capsys.readouterr().out
     assert all(w in text for w in words)
+
+
+def test_eval_of_a_masked_checkpoint_counts_sparse_cost(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    model = build_model(VGGSpec(cfg=(8, "M", 16), num_classes=10, in_channels=1, input_size=8))
+    dense = count_flops(model)
+    w = model.features[0].weight
+    mask = torch.ones_like(w, dtype=torch.bool)
+    mask[:4] = False
+    with torch.no_grad():
+        w[:4] = 0
+    save_model(tmp_path / "ck", model, masks={"features.0.weight": mask})
+    assert main(["eval", str(tmp_path / "ck"), "--dataset", "digits", "--json"]) == 0
+    ev = _json(capsys)
+    assert ev["masked"] and ev["flops"]["sparse"] and ev["flops"]["flops"] < dense.flops
+    assert ev["params"]["total"] - ev["params"]["nonzero"] == 4 * 9

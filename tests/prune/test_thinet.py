@@ -118,7 +118,8 @@ def test_named_vgg_target_is_hit_exactly_and_its_head_rebuilt() -> None:
     seed_everything(0)
     base = variant("vgg16-imagenet", num_classes=10, in_channels=1, input_size=32).build()
     method = get_method("thinet")
-    result = method.prune(base, padded_splits(), method.parse_options({"variant": "thinet-tiny", "images": 10, "locations": 2}))
+    opts = method.parse_options({"variant": "thinet-tiny", "images": 10, "locations": 2})
+    result = method.prune(base, padded_splits(), opts)
     target = variant("thinet-tiny", num_classes=10, in_channels=1, input_size=32)
     assert result.model.spec == target
     assert result.info["reinitialised"] == ["classifier.0.weight", "classifier.0.bias"]

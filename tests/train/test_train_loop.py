@@ -58,6 +58,8 @@ def test_finished_run_is_not_retrained(tmp_path: Path) -> None:
     assert again == first and (tmp_path / "result.json").stat().st_mtime_ns == stamp
     final, _, _ = load_model(tmp_path / "final")  # the caller's model now holds the trained weights
     assert all(torch.equal(v, fresh.state_dict()[k]) for k, v in final.state_dict().items())
+    with pytest.raises(ConfigError, match="different recipe"):  # never someone else's result
+        train(tiny_model(), digits(), FP32.replace(epochs=4), tmp_path, seed=0, progress=False)
 
 
 def test_without_validation_split_best_is_final(tmp_path: Path) -> None:

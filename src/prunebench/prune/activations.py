@@ -19,7 +19,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
@@ -27,7 +27,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from prunebench.data import batches
 from prunebench.errors import ConfigError, SpecError
+from prunebench.models import variant
 
 
 class _Stop(Exception):
@@ -59,8 +61,6 @@ class LayerSample:
 
 def balanced_images(splits: Any, count: int, seed: int) -> torch.Tensor:
     """`count` training images, as even over the classes as possible, normalised, no augmentation."""
-    from prunebench.data import batches  # data is an earlier pipeline stage
-
     y = splits.train_y
     if count < 1:
         raise ConfigError("the number of sampling images must be at least 1")
@@ -84,7 +84,9 @@ def _positions(images: int, total: int, locations: int, seed: int) -> torch.Tens
     return torch.randint(total, (images, locations), generator=g)
 
 
-def _windows(inp: torch.Tensor, conv: nn.Conv2d, rows: torch.Tensor, cols: torch.Tensor, img: torch.Tensor) -> torch.Tensor:
+def _windows(
+    inp: torch.Tensor, conv: nn.Conv2d, rows: torch.Tensor, cols: torch.Tensor, img: torch.Tensor
+) -> torch.Tensor:
     """The input windows of `conv` at output positions (rows, cols) of images `img`: n × C × K."""
     if conv.groups != 1 or conv.padding_mode != "zeros" or isinstance(conv.padding, str):
         raise SpecError(f"activation sampling supports plain zero-padded convs only, not {conv}")
@@ -240,11 +242,10 @@ def keep_count(size: int, ratio: float) -> int:
 
 @dataclass
 class LayerPlan:
-    """Which groups to prune, to how many channels, in forward order; the target spec if named."""
+    """Which groups to prune, to how many channels; the target spec if named."""
 
     keep: dict[str, int]
     target: Any = None
-    notes: list[str] = field(default_factory=list)
 
 
 def plan_layers(
@@ -271,8 +272,6 @@ def plan_layers(
         return LayerPlan(keep=keep)
     if target_name not in allowed:
         raise ConfigError(f"unknown target {target_name!r}; known: {', '.join(allowed)}")
-    from prunebench.models import variant
-
     target = variant(
         target_name, num_classes=spec.num_classes, in_channels=spec.in_channels, input_size=spec.input_size
     )

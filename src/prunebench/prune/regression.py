@@ -62,6 +62,7 @@ class RegressionOptions:
     residual_compensation: target Y₁ + (S − S′)/a for a residual branch's last conv.
     input_selection: with a ratio on a zoo ResNet, also prune what each block reads from its
       input through a channel-selection layer (the paper's feature-map sampling; `resnet50-2x` does).
+    batch_size: images per forward pass while sampling.
     """
 
     ratio: float | None = None
@@ -177,8 +178,10 @@ def lasso_select(terms: LassoTerms, keep: int, steps: int = 20) -> Selection:
     return _selection(low_beta, keep, low, rows, terms.rows, fits, False)
 
 
-def _selection(beta: torch.Tensor, keep: int, alpha: float, rows: int, paper_rows: int, fits: int, exact: bool) -> Selection:
-    # stable ranking by |β| (ties: lower channel index first)
+def _selection(
+    beta: torch.Tensor, keep: int, alpha: float, rows: int, paper_rows: int, fits: int, exact: bool
+) -> Selection:
+    """The top-`keep` |β| (stable: ties go to the lower channel index); λ converted to the paper's scale."""
     order = torch.sort(-beta.abs(), stable=True).indices[:keep]
     return Selection(kept=sorted(order.tolist()), lam=alpha * rows / paper_rows, path=fits, exact=exact)
 
@@ -253,10 +256,8 @@ class Regression(PruneMethod):
                     original, consumer, images, locations=opts.locations, seed=seed + index,
                     points=points, batch_size=opts.batch_size,
                 )  # fmt: skip
-                orig_layer = dict(original.named_modules())[consumer]
                 x = as_channels(cur, group.size)
-                x_orig = orig.x.reshape(orig.x.shape[0], -1)
-                y = x_orig.double() @ orig_layer.weight.detach().reshape(orig_layer.weight.shape[0], -1).double().T
+                y = response(orig.x, original.get_submodule(consumer).weight.detach())
                 if residual:
                     y = y + (orig.points["shortcut"].double() - cur.points["shortcut"].double()) / residual.scale
             with timer.phase(name, "selection"):
@@ -291,7 +292,8 @@ class Regression(PruneMethod):
             "timings": timer.record(),
             "notes": [
                 "X from the current pruned net, Y from the original net at the same seeded positions",
-                "LASSO: scikit-learn Lasso on the Gram-equivalent C-row problem, warm-started geometric λ path + bisection",
+                "LASSO: scikit-learn Lasso on the Gram-equivalent C-row problem, "
+                "warm-started geometric λ path + bisection",
             ],
         }
         if plan.target is not None:

@@ -72,9 +72,8 @@ def soft_threshold(z: torch.Tensor, t: float) -> torch.Tensor:
 
 def gates(model: nn.Module) -> dict[str, nn.Parameter]:
     """Block path -> its gate parameter, in forward order."""
-    spec = _resnet_spec(model.spec)
-    found = {blk: model.get_submodule(blk).gate.weight for blk, _ in spec.block_names()
-             if hasattr(model.get_submodule(blk), "gate")}  # fmt: skip
+    blocks = [blk for blk, _ in _resnet_spec(model.spec).block_names()]
+    found = {blk: model.get_submodule(blk).gate.weight for blk in blocks if hasattr(model.get_submodule(blk), "gate")}
     if not found:
         raise SpecError("SSS needs a gated ResNet (build the large model from `prepare_large`)")
     return found

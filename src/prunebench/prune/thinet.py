@@ -53,6 +53,7 @@ class ThiNetOptions:
     ridge: Tikhonov term of the rescaling, relative to the mean diagonal of X̂ᵀX̂ (0 = plain least squares).
     prune_last: with a ratio, also prune the last conv (its consumer is the classifier).
     finetune_between / finetune_lr: epochs and constant LR of a brief fine-tune after each layer.
+    batch_size: images per forward pass while sampling, and the between-layer fine-tune's batch size.
     """
 
     ratio: float | None = None
@@ -118,7 +119,7 @@ def scale_inputs(layer: nn.Module, scale: torch.Tensor) -> None:
     """Multiply the consumer's weight slice of input channel c by scale[c] (all output filters)."""
     w = consumer_weight(layer, len(scale))
     with torch.no_grad():
-        w.mul_(scale.to(w.dtype)[None, :, None])
+        w.mul_(scale.to(device=w.device, dtype=w.dtype)[None, :, None])
 
 
 def finetune_briefly(model: nn.Module, splits: Any, epochs: int, lr: float, batch_size: int, seed: int) -> None:
@@ -147,7 +148,8 @@ def adopt_target(model: nn.Module, target: Any) -> tuple[nn.Module, list[str]]:
             state[key] = old[key]
         else:
             if value.dim() == 4:
-                raise SpecError(f"target {target.name or target.family}: conv tensor {key} does not match the pruned model")
+                label = target.name or target.family
+                raise SpecError(f"target {label}: conv tensor {key} does not match the pruned model")
             fresh.append(key)
     new.load_state_dict(state)
     return new, fresh
@@ -203,7 +205,9 @@ class ThiNet(PruneMethod):
                 scale_inputs(dict(model.named_modules())[consumer], scale)
             if opts.finetune_between:
                 with timer.phase(name, "finetune"):
-                    finetune_briefly(model, splits, opts.finetune_between, opts.finetune_lr, 64, seed + index)
+                    finetune_briefly(
+                        model, splits, opts.finetune_between, opts.finetune_lr, opts.batch_size, seed + index
+                    )
             kept_all[name] = kept
             sampling = sample.record()
             layers[name] = {"size": group.size, "kept": len(kept), "relative_error": err}
@@ -213,8 +217,8 @@ class ThiNet(PruneMethod):
             model, fresh = adopt_target(model, plan.target)
             if fresh:
                 notes.append(
-                    f"the head of {opts.variant} differs from the base: {', '.join(fresh)} re-initialised; "
-                    "it must be fine-tuned"
+                    f"{opts.variant} differs from the base beyond widths (e.g. its head): {', '.join(fresh)} "
+                    "re-initialised; fine-tune before use"
                 )
         info = {
             "method": self.name,

@@ -49,12 +49,11 @@ def welch(arm: Sequence[float], reference: Sequence[float], *, label: str = "fin
     """Welch's t-test of `arm` against `reference`, with a one-phrase verdict."""
     if len(arm) < 2 or len(reference) < 2:
         return Comparison(None, TOO_FEW)
-    result = stats.ttest_ind(list(arm), list(reference), equal_var=False)
-    p = float(result.pvalue)
-    if math.isnan(p):  # both arms constant
-        same = summarize(arm).mean == summarize(reference).mean
-        return Comparison(None, "identical runs" if same else f"constant runs, {'higher' if summarize(arm).mean > summarize(reference).mean else 'lower'}")
+    p = float(stats.ttest_ind(list(arm), list(reference), equal_var=False).pvalue)
+    ours, theirs = summarize(arm).mean, summarize(reference).mean
+    direction = "higher" if ours > theirs else "lower"
+    if math.isnan(p):  # both arms without spread: no test possible
+        return Comparison(None, "identical runs" if ours == theirs else f"{direction}, but runs without spread")
     if p >= ALPHA:
-        return Comparison(p, f"no significant difference (p = {p:.3g}); {TOO_FEW} apart")
-    direction = "higher" if summarize(arm).mean > summarize(reference).mean else "lower"
+        return Comparison(p, f"no significant difference (p = {p:.3g})")
     return Comparison(p, f"{direction} than {label} (p = {p:.3g})")

@@ -28,7 +28,7 @@ from prunebench.train.recipe import Recipe
 from prunebench.train.result import RESULT_FILE, TrainResult
 from prunebench.train.seeding import epoch_generator, seed_everything
 from prunebench.train.speed import resolve_speed
-from prunebench.train.state import STATE_DIR, restore_state
+from prunebench.train.state import STATE_DIR, check_same_run, restore_state, run_identity
 
 FINAL_DIR = "final"
 
@@ -55,11 +55,6 @@ def train(
     `progress=None` shows a bar only on a terminal.
     """
     out_dir = Path(out_dir)
-    if (out_dir / RESULT_FILE).exists():
-        result = TrainResult.load(out_dir)
-        load_into(model, read_checkpoint(out_dir / FINAL_DIR, expected_spec=getattr(model, "spec", None)))
-        return result
-    out_dir.mkdir(parents=True, exist_ok=True)
     speed = resolve_speed(recipe, device)
     model.to(speed.device)
     if speed.channels_last:
@@ -82,6 +77,9 @@ def train(
         speed=speed, masks=masks or None, callbacks=all_callbacks,
         steps_per_epoch=math.ceil(len(splits.train_y) / recipe.batch_size),
     )
+    if (out_dir / RESULT_FILE).exists():
+        return _finished(ctx)
+    out_dir.mkdir(parents=True, exist_ok=True)
     seed_everything(seed)
     if recover_dir(out_dir / STATE_DIR).exists():
         restore_state(ctx, out_dir / STATE_DIR)  # also restores the RNG states
@@ -101,6 +99,15 @@ def train(
     finally:
         progress_cb.close()
     return _finish(ctx, eval_test)
+
+
+def _finished(ctx: TrainContext) -> TrainResult:
+    """A finished run: check it is this run, give the caller its final weights, return its result."""
+    result = TrainResult.load(ctx.out_dir)
+    ckpt = read_checkpoint(ctx.out_dir / FINAL_DIR, expected_spec=getattr(ctx.model, "spec", None))
+    check_same_run(ckpt.path, ckpt.meta or {}, ckpt.masks, ctx)
+    load_into(ctx.model, ckpt)
+    return result
 
 
 def _run_epoch(ctx: TrainContext, forward: nn.Module, x: torch.Tensor, y: torch.Tensor) -> None:
@@ -157,7 +164,7 @@ def _finish(ctx: TrainContext, eval_test: bool) -> TrainResult:
     """Write `final/` (and `best/` without a validation split), test once, then `result.json` last."""
     out, model = ctx.out_dir, ctx.model
     start = time.perf_counter()
-    meta = {"epoch": ctx.recipe.epochs - 1, "seed": ctx.seed, "split_hash": ctx.splits.split_hash}
+    meta = {"epoch": ctx.recipe.epochs - 1, **run_identity(ctx)}
     save_model(out / FINAL_DIR, model, ctx.masks, meta=meta)
     has_val = ctx.best_val_acc is not None
     if not has_val:

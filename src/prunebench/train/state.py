@@ -10,6 +10,7 @@ import torch
 from prunebench.errors import CheckpointError, ConfigError
 from prunebench.train.callbacks import TrainContext
 from prunebench.train.checkpoint import (
+    Masks,
     load_into,
     model_files,
     read_checkpoint,
@@ -21,8 +22,24 @@ from prunebench.train.seeding import rng_state, set_rng_state
 
 STATE_DIR = "state"
 STATE_FILE = "train_state.pt"
+_SHOWN = {"split_hash": "data split"}
 _REQUIRED = {"next_epoch", "step", "images_seen", "elapsed_s", "best_val_acc", "best_epoch", "history",
              "seed", "split_hash", "recipe", "optimizer", "callbacks", "rng"}
+
+
+def run_identity(ctx: TrainContext) -> dict[str, Any]:
+    """What makes two calls of `train()` the same run (the model's spec and masks are checked separately)."""
+    return {"recipe": ctx.recipe.to_dict(), "seed": ctx.seed, "split_hash": ctx.splits.split_hash}
+
+
+def check_same_run(where: Path, saved: dict[str, Any], saved_masks: Masks | None, ctx: TrainContext) -> None:
+    """Refuse to resume (or to return the result of) a run stored with other settings."""
+    now = run_identity(ctx)
+    changed = [_SHOWN.get(k, k) for k in now if saved.get(k) != now[k]]
+    if not _same_masks(saved_masks, ctx.masks):
+        changed.append("masks")
+    if changed:
+        raise ConfigError(f"{where} holds a run with a different {', '.join(changed)}; use another output folder")
 
 
 def _callback_key(index: int, callback: object) -> str:
@@ -39,9 +56,7 @@ def save_state(ctx: TrainContext) -> None:
         "best_val_acc": ctx.best_val_acc,
         "best_epoch": ctx.best_epoch,
         "history": ctx.history,
-        "seed": ctx.seed,
-        "split_hash": ctx.splits.split_hash,
-        "recipe": ctx.recipe.to_dict(),
+        **run_identity(ctx),
         "optimizer": ctx.optimizer.state_dict(),
         "callbacks": {
             _callback_key(i, cb): s for i, cb in enumerate(ctx.callbacks) if (s := cb.state_dict())
@@ -53,7 +68,7 @@ def save_state(ctx: TrainContext) -> None:
     write_dir(ctx.out_dir / STATE_DIR, files)
 
 
-def _same_masks(a: dict[str, torch.Tensor] | None, b: dict[str, torch.Tensor] | None) -> bool:
+def _same_masks(a: Masks | None, b: Masks | None) -> bool:
     if not a or not b:
         return not a and not b
     return a.keys() == b.keys() and all(torch.equal(a[k].cpu().bool(), b[k].cpu().bool()) for k in a)
@@ -65,20 +80,8 @@ def restore_state(ctx: TrainContext, state_dir: Path) -> None:
     missing = _REQUIRED - set(state) if isinstance(state, dict) else _REQUIRED
     if missing:
         raise CheckpointError(f"{state_dir / STATE_FILE}: not a training state (missing {', '.join(sorted(missing))})")
-    changed = [
-        name
-        for name, saved, now in (
-            ("recipe", state.get("recipe"), ctx.recipe.to_dict()),
-            ("seed", state.get("seed"), ctx.seed),
-            ("data split", state.get("split_hash"), ctx.splits.split_hash),
-        )
-        if saved != now
-    ]
     ckpt = read_checkpoint(state_dir, expected_spec=getattr(ctx.model, "spec", None))
-    if not _same_masks(ckpt.masks, ctx.masks):
-        changed.append("masks")
-    if changed:
-        raise ConfigError(f"{state_dir} holds a run with a different {', '.join(changed)}; use another output folder")
+    check_same_run(state_dir, state, ckpt.masks, ctx)
     load_into(ctx.model, ckpt)
     ctx.optimizer.load_state_dict(state["optimizer"])
     ctx.epoch = state["next_epoch"]

@@ -1,0 +1,181 @@
+"""Group result rows into per-(data set, model, method) arm summaries and format them."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+from prunebench.experiment import ARMS
+from prunebench.report.stats import Comparison, Summary, summarize, welch
+
+ARM_LABELS = {
+    "unpruned": "Unpruned",
+    "pruned_no_ft": "Pruned, no fine-tune",
+    "pruned_no_ft_bnrecal": "Pruned, no fine-tune, BN recalibrated",
+    "finetuned": "Fine-tuned",
+    "scratch_e": "Scratch-E",
+    "scratch_b": "Scratch-B",
+    "uniform_scratch": "Uniform width, scratch",
+    "winning_ticket": "Winning ticket",
+    "random_ticket": "Random-init ticket",
+}
+PAPER_ARMS = ("unpruned", "finetuned", "scratch_e", "scratch_b")
+COMPARED = ("scratch_e", "scratch_b", "uniform_scratch")  # tested against fine-tuned
+
+
+def arm_base(arm: str) -> str:
+    """`winning_ticket_lr0.1` -> `winning_ticket`."""
+    return next((a for a in sorted(ARMS, key=len, reverse=True) if arm.startswith(a)), arm)
+
+
+def arm_label(arm: str) -> str:
+    base = arm_base(arm)
+    tail = arm[len(base):].lstrip("_")
+    return ARM_LABELS.get(base, base) + (f" ({tail.replace('lr', 'LR ')})" if tail else "")
+
+
+def arm_order(arm: str) -> tuple[int, str]:
+    base = arm_base(arm)
+    return (ARMS.index(base) if base in ARMS else len(ARMS), arm)
+
+
+def _mean(values: list[Any]) -> float | None:
+    xs = [float(v) for v in values if v is not None]
+    return sum(xs) / len(xs) if xs else None
+
+
+@dataclass
+class ArmStats:
+    arm: str
+    rows: list[dict[str, Any]]
+    acc: Summary
+    compat: Summary | None  # best-on-test over epochs (reference-compatible, optimistic)
+    vs_finetuned: Comparison | None
+    params: float | None
+    flops: float | None
+    flops_mode: str
+    latency_ms: float | None
+    epochs: float | None
+    training_flops: float | None
+    wall_s: float | None
+    ratio: float | None  # FLOPs(unpruned) / FLOPs(this arm)
+
+
+@dataclass
+class MethodTable:
+    experiment: str
+    dataset: str
+    model: str
+    method: str
+    primary: str  # what the accuracy column is
+    arms: list[ArmStats]
+
+    def arm(self, name: str) -> ArmStats | None:
+        return next((a for a in self.arms if a.arm == name), None)
+
+
+def build_tables(rows: list[dict[str, Any]], experiments: dict[str, dict[str, Any]]) -> list[MethodTable]:
+    groups: dict[tuple[str, str], dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
+    for r in rows:
+        if r["primary_acc"] is not None:
+            groups[(r["experiment"], r["method"])][r["arm"]].append(r)
+    tables = []
+    for (exp, method), arms in groups.items():
+        preset = experiments[exp]["preset"]
+        primary = "best-on-validation test accuracy" if preset["data"]["val_size"] else "final-epoch test accuracy"
+        ft = [r["primary_acc"] for r in arms.get("finetuned", [])]
+        unpruned_flops = _mean([r["flops"] for r in arms.get("unpruned", [])])
+        out = []
+        for arm in sorted(arms, key=arm_order):
+            rs = arms[arm]
+            compat = [r["best_test_acc_compat"] for r in rs if r["best_test_acc_compat"] is not None]
+            flops = _mean([r["flops"] for r in rs])
+            out.append(ArmStats(
+                arm=arm, rows=rs, acc=summarize([r["primary_acc"] for r in rs]),
+                compat=summarize(compat) if compat else None,
+                vs_finetuned=welch([r["primary_acc"] for r in rs], ft) if arm_base(arm) in COMPARED and ft else None,
+                params=_mean([r["params_nonzero"] for r in rs]), flops=flops, flops_mode=rs[0]["flops_mode"] or "",
+                latency_ms=_mean([r["latency_ms"] for r in rs]), epochs=_mean([r["epochs"] for r in rs]),
+                training_flops=_mean([r["training_flops"] for r in rs]), wall_s=_mean([r["wall_s"] for r in rs]),
+                ratio=unpruned_flops / flops if unpruned_flops and flops else None,
+            ))  # fmt: skip
+        model = f"{preset['model']['variant']}" + (f" x{preset['model']['width_mult']:g}" if preset["model"]["width_mult"] != 1 else "")
+        tables.append(MethodTable(exp, preset["data"]["name"], model, method, primary, out))
+    return tables
+
+
+# -- formatting ---------------------------------------------------------------------------
+
+
+def pct(s: Summary | None) -> str:
+    if s is None:
+        return "–"
+    std = f" ± {100 * s.std:.2f}" if s.std is not None else ""
+    return f"{100 * s.mean:.2f}{std} (n={s.n})"
+
+
+def ci(s: Summary) -> str:
+    return f"[{100 * s.ci[0]:.2f}, {100 * s.ci[1]:.2f}]" if s.ci else "n/a (n < 2)"
+
+
+def num(v: float | None, unit: str = "") -> str:
+    if v is None:
+        return "–"
+    for scale, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(v) >= scale:
+            return f"{v / scale:.2f}{suffix}{unit}"
+    return f"{v:.3g}{unit}"
+
+
+def markdown_table(t: MethodTable) -> str:
+    head = (
+        f"| Arm | Accuracy % mean ± std (n) | 95% CI | vs fine-tuned (Welch) | Params (non-zero) | FLOPs | "
+        f"FLOPs ratio | Latency ms | Epochs | Training FLOPs | Wall s | Best-on-test % (reference-compatible, optimistic) |"
+    )
+    lines = [head, "|" + "---|" * head.count(" | ") + "---|"]
+    for a in t.arms:
+        vs = a.vs_finetuned.verdict if a.vs_finetuned else ""
+        lines.append(
+            f"| {arm_label(a.arm)} | {pct(a.acc)} | {ci(a.acc)} | {vs} | {num(a.params)} | {num(a.flops)} | "
+            f"{f'{a.ratio:.2f}x' if a.ratio else '–'} | {f'{a.latency_ms:.3f}' if a.latency_ms else '–'} | "
+            f"{f'{a.epochs:g}' if a.epochs is not None else '–'} | {num(a.training_flops)} | "
+            f"{f'{a.wall_s:.1f}' if a.wall_s is not None else '–'} | {pct(a.compat)} |"
+        )
+    return "\n".join(lines)
+
+
+def paper_table(tables: list[MethodTable]) -> str:
+    """The paper's layout: one row per method, Unpruned | Fine-tuned | Scratch-E | Scratch-B."""
+    lines = ["| Data set | Model | Method | " + " | ".join(ARM_LABELS[a] for a in PAPER_ARMS) + " |"]
+    lines.append("|" + "---|" * (3 + len(PAPER_ARMS)))
+    for t in tables:
+        cells = [pct(a.acc) if (a := t.arm(arm)) else "–" for arm in PAPER_ARMS]
+        lines.append(f"| {t.dataset} | {t.model} | {t.method} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _tex(s: str) -> str:
+    for a, b in (("\\", "\\textbackslash{}"), ("_", "\\_"), ("%", "\\%"), ("&", "\\&"), ("#", "\\#")):
+        s = s.replace(a, b)
+    return s
+
+
+def latex_table(tables: list[MethodTable]) -> str:
+    """The paper-layout table as a LaTeX tabular (booktabs)."""
+    def cell(s: Summary | None) -> str:
+        if s is None:
+            return "--"
+        return f"{100 * s.mean:.2f}" + (f" ($\\pm${100 * s.std:.2f})" if s.std is not None else "")
+
+    lines = [
+        "\\begin{tabular}{lll" + "r" * len(PAPER_ARMS) + "}",
+        "\\toprule",
+        "Data set & Model & Method & " + " & ".join(ARM_LABELS[a] for a in PAPER_ARMS) + " \\\\",
+        "\\midrule",
+    ]
+    for t in tables:
+        cells = [cell(a.acc) if (a := t.arm(arm)) else "--" for arm in PAPER_ARMS]
+        lines.append(f"{_tex(t.dataset)} & {_tex(t.model)} & {_tex(t.method)} & " + " & ".join(cells) + " \\\\")
+    lines += ["\\bottomrule", "\\end{tabular}"]
+    return "\n".join(lines)
