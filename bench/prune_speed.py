@@ -14,7 +14,9 @@ from __future__ import annotations
 import argparse
 import platform
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
+from typing import TypeVar
 
 import sklearn.linear_model  # noqa: F401  (imported up front: its import time is not selection time)
 import torch
@@ -24,8 +26,10 @@ from prunebench.prune.activations import as_channels, consumer_weight, contribut
 from prunebench.prune.regression import lasso_select, lasso_terms, least_squares, response
 from prunebench.prune.thinet import greedy_remove, rescale
 
+T = TypeVar("T")
 
-def _timed(fn):  # type: ignore[no-untyped-def]
+
+def _timed(fn: Callable[[], T]) -> tuple[T, float]:
     t0 = time.perf_counter()
     out = fn()
     return out, time.perf_counter() - t0

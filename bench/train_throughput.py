@@ -5,9 +5,11 @@ with native bf16). Each model runs one short epoch through the real trainer
 (`prunebench.train.train`, augmentation and optimizer included) on random
 CIFAR-shaped images; a callback timestamps every optimizer step, the first
 `--warmup` steps are discarded and the rest timed. Both modes are measured in the
-same process, one after the other. Prints a Markdown table.
+same process, alternating in `--rounds` rounds; the median step time gives
+images/s (robust to other jobs stealing the CPU now and then). Prints a Markdown table.
 
-    .venv/bin/python bench/train_throughput.py [--batch-size 64] [--steps 6] [--warmup 2] [--threads N]
+    .venv/bin/python bench/train_throughput.py [--batch-size 64] [--steps 4] [--warmup 2]
+                                               [--rounds 2] [--threads N]
 
 Numbers in bench/README.md were taken on a shared 2-core machine while other jobs
 were running: read them as a ratio between modes, not as absolute speeds.
@@ -16,6 +18,7 @@ were running: read them as a ratio between modes, not as absolute speeds.
 from __future__ import annotations
 
 import argparse
+import statistics
 import tempfile
 import time
 
@@ -54,8 +57,9 @@ def synthetic_cifar(n: int) -> Splits:
     return Splits(info, x, y, empty_x, empty_y, empty_x, empty_y, source="synthetic", split_hash="synthetic")
 
 
-def images_per_second(name: str, mode: dict[str, object], batch_size: int, steps: int, warmup: int,
-                      device: str | None) -> float:
+def step_seconds(name: str, mode: dict[str, object], batch_size: int, steps: int, warmup: int,
+                 device: str | None) -> list[float]:
+    """Durations of the timed optimizer steps of one short training run."""
     splits = synthetic_cifar(batch_size * (steps + warmup))
     seed_everything(0)
     model = build_model(variant(name, splits.info))
@@ -64,13 +68,14 @@ def images_per_second(name: str, mode: dict[str, object], batch_size: int, steps
     with tempfile.TemporaryDirectory() as out:
         train(model, splits, recipe, out, seed=0, callbacks=[clock], device=device, progress=False, eval_test=False)
     timed = clock.times[warmup - 1:]
-    return batch_size * (len(timed) - 1) / (timed[-1] - timed[0])
+    return [b - a for a, b in zip(timed, timed[1:])]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--steps", type=int, default=6, help="timed steps per model and mode")
+    parser.add_argument("--steps", type=int, default=4, help="timed steps per run")
+    parser.add_argument("--rounds", type=int, default=2, help="runs per model and mode, alternating the modes")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first")
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--device", help="cpu or cuda (default: cuda if available)")
@@ -81,14 +86,17 @@ def main() -> None:
     if args.warmup < 1:
         parser.error("--warmup must be >= 1 (the first timestamp starts the clock)")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU bf16: {cpu_has_bf16()}, "
-          f"batch {args.batch_size}, {args.warmup} warm-up + {args.steps} timed steps\n")
+          f"batch {args.batch_size}, {args.rounds} rounds of {args.warmup} warm-up + {args.steps} timed steps, "
+          "images/s from the median step time\n")
     print("| model | " + " | ".join(f"{m} (img/s)" for m in MODES) + " | speed-up |")
     print("|---|" + "---:|" * (len(MODES) + 1))
     for name in args.models.split(","):
-        rates = [images_per_second(name, mode, args.batch_size, args.steps, args.warmup, args.device)
-                 for mode in MODES.values()]
+        durations: dict[str, list[float]] = {label: [] for label in MODES}
+        for _ in range(args.rounds):  # alternate the modes so both see the same background load
+            for label, mode in MODES.items():
+                durations[label] += step_seconds(name, mode, args.batch_size, args.steps, args.warmup, args.device)
+        rates = [args.batch_size / statistics.median(durations[label]) for label in MODES]
         print(f"| {name} | " + " | ".join(f"{r:.1f}" for r in rates) + f" | {rates[-1] / rates[0]:.2f}x |", flush=True)
-
 
 if __name__ == "__main__":
     main()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import tempfile
 from types import SimpleNamespace
 
@@ -12,6 +13,7 @@ import torch.nn.functional as F
 from sklearn.linear_model import Lasso
 
 from prunebench.data import load
+from prunebench.errors import ConfigError
 from prunebench.models import ResNetSpec, variant
 from prunebench.prune import get_method
 from prunebench.prune.activations import as_channels, balanced_images, consumer_weight, plan_layers, sample_layer
@@ -110,6 +112,9 @@ def test_end_to_end_vgg(trained_vgg, splits) -> None:
     assert [v for v in result.model.spec.cfg if v != "M"] == [c // 2 for c in base[:-1]] + [base[-1]]
     assert all({"sampling", "selection", "reconstruction"} <= set(t) for n, t in result.info["timings"].items()
                if n != "all")  # fmt: skip
+    json.dumps(result.info)  # stored next to the checkpoint
+    with pytest.raises(ConfigError, match="data set"):
+        METHOD.prune(trained_vgg, None, METHOD.parse_options({"ratio": 0.5}))
     assert _finetuned_accuracy(result.model, splits) > 0.5
 
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import tempfile
 from types import SimpleNamespace
 
 import pytest
 import torch
-from torch import nn
 
 from prunebench.data import load
 from prunebench.errors import SpecError
@@ -83,6 +83,7 @@ def test_zero_gate_blocks_are_removed_and_the_function_kept(trained, splits) -> 
     assert sum(pruned.spec.blocks) == sum(1 for v in values.values() if v != 0.0) == len(values) - len(zeros)
     assert result.info["removed"] == zeros
     assert not any("gate" in k for k in pruned.state_dict())
+    json.dumps(result.info)
     model.eval()
     pruned.eval()
     x = torch.randn(8, 1, 28, 28)
@@ -127,4 +128,3 @@ def test_sss_needs_a_zoo_resnet() -> None:
     plain = ResNetSpec.uniform("basic", (1, 1), planes=(4, 8), stem=4, input_size=16).build()
     with pytest.raises(SpecError, match="gated"):
         METHOD.prune(plain, None, METHOD.parse_options({}))
-    assert isinstance(plain, nn.Module)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import tempfile
 from types import SimpleNamespace
 
@@ -99,6 +100,7 @@ def test_end_to_end_vgg(trained_vgg, splits) -> None:
     assert set(result.info["timings"]["features.0"]) >= {"sampling", "selection", "reconstruction"}
     assert result.info["sampling"] == {"images": 60, "locations": 5, "samples": 300}
     assert all(0 <= row["relative_error"] < 1 for row in result.info["layers"].values())
+    json.dumps(result.info)  # stored next to the checkpoint
     model = result.model
     with tempfile.TemporaryDirectory() as d:
         train(model, splits, Recipe(epochs=1, lr=0.01, batch_size=32), d, seed=0, progress=False, eval_test=False)
@@ -143,9 +145,23 @@ def test_end_to_end_bottleneck_resnet(splits) -> None:
     assert _accuracy(pruned, splits) > 0.4
 
 
-@pytest.mark.parametrize("name", ["thinet-conv", "thinet-gap", "thinet-30", "thinet-50", "thinet-70"])
+def test_thinet_50_runs_on_resnet50_and_is_hit_exactly() -> None:
+    s = padded_splits()
+    rgb = SimpleNamespace(train_x=s.train_x.repeat(1, 3, 1, 1), train_y=s.train_y,
+                          info=dataclasses.replace(s.info, in_channels=3, mean=(0.5,) * 3, std=(0.5,) * 3))  # fmt: skip
+    seed_everything(0)
+    base = variant("resnet50", num_classes=10, input_size=32).build()
+    method = get_method("thinet")
+    result = method.prune(base, rgb, method.parse_options({"variant": "thinet-50", "images": 10, "locations": 2}))
+    assert result.model.spec == variant("thinet-50", num_classes=10, input_size=32)
+    # the target's projection convs carry a (zero-initialised) bias, as the reference models do
+    assert result.info["reinitialised"] == [f"layer{s}.0.downsample.0.bias" for s in range(1, 5)]
+    json.dumps(result.info)
+
+
+@pytest.mark.parametrize("name", ["thinet-conv", "thinet-gap", "thinet-30", "thinet-70"])
 def test_other_named_targets_resolve_exactly(name: str) -> None:
-    """Running these at full width takes minutes here: the resolved per-layer plan is checked instead."""
+    """Running these at full width takes long on a shared CPU: the resolved per-layer plan is checked instead."""
     base = variant("resnet50" if name[-1].isdigit() else "vgg16-imagenet", num_classes=10, input_size=32)
     plan = plan_layers(base, ratio=None, target_name=name, eligible=lambda g: True, allowed=TARGETS)
     target = variant(name, num_classes=10, input_size=32)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -30,8 +29,8 @@ def test_kill_and_resume_is_bit_identical(tmp_path: Path) -> None:
     whole_model, whole = _run(tmp_path / "whole")
 
     killed = tmp_path / "killed"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.run([sys.executable, str(HERE / "resume_child.py"), str(killed)], env=env,
+    # run by path, so the child imports trainkit from this folder
+    proc = subprocess.run([sys.executable, str(HERE / "resume_child.py"), str(killed)],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     assert not (killed / "result.json").exists()

@@ -316,16 +316,17 @@ def _parse_options(r: _Reader, name: str, options: dict[str, Any], path: str) ->
         method = get_method(name)
     except PrunebenchError as e:
         raise r.fail(f"{path}.name", str(e)) from None
+    known = {f.name for f in dataclasses.fields(method.Options)}
     hints = _option_types(method.Options)
     for key, value in options.items():
+        if key not in known:
+            raise r.fail(f"{path}.options.{key}", f"unknown option of {name!r}; known: {', '.join(sorted(known)) or 'none'}")
         if key in hints:
             _check_option_type(r, value, hints[key], f"{path}.options.{key}")
     try:
         return method.parse_options(options)
     except PrunebenchError as e:
-        # name the offending option when the method's message lets us find it
-        key = next((k for k in options if repr(k) in str(e) or f" {k}" in str(e)), None)
-        raise r.fail(f"{path}.options" + (f".{key}" if key else ""), str(e)) from None
+        raise r.fail(f"{path}.options", str(e)) from None
 
 
 def _option_types(options_cls: type) -> dict[str, Any]:

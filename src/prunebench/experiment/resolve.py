@@ -92,7 +92,7 @@ def callback_fingerprint(callbacks: list[Any]) -> list[dict[str, Any]]:
 def resolve_method(preset: Preset, m: MethodConfig) -> ResolvedMethod:
     if preset.unsupported:  # a stub: identities from the declarations alone
         declared = {"variant": preset.model.variant, "width_mult": preset.model.width_mult, "options": preset.model.options}
-        return ResolvedMethod(declared, {"method": m.name, "options": m.options}, m.options, "unknown", preset.finetune.to_dict())
+        return ResolvedMethod(declared, {"method": m.name}, m.options, "unknown", preset.finetune.to_dict())
     from prunebench.prune import get_method
 
     method = get_method(m.name)

@@ -12,12 +12,15 @@ Positions depend only on (seed, number of images, number of output positions),
 so sampling the original and the pruned network with the same seed gives
 aligned samples, which the regression method needs (target from the original
 net, inputs from the pruned one).
+
+The module also holds what both layer-wise methods share: per-layer keep counts
+from a ratio or a named target, float64 least squares, and per-layer timers.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
@@ -29,7 +32,7 @@ from torch import nn
 
 from prunebench.data import batches
 from prunebench.errors import ConfigError, SpecError
-from prunebench.models import variant
+from prunebench.models import ChannelGroup, ModelSpec, variant
 
 
 class _Stop(Exception):
@@ -61,6 +64,8 @@ class LayerSample:
 
 def balanced_images(splits: Any, count: int, seed: int) -> torch.Tensor:
     """`count` training images, as even over the classes as possible, normalised, no augmentation."""
+    if splits is None:
+        raise ConfigError("this method samples activations of training images: give it a data set")
     y = splits.train_y
     if count < 1:
         raise ConfigError("the number of sampling images must be at least 1")
@@ -163,7 +168,7 @@ def sample_layer(
             xs.append(_windows(inp, layer, flat // ow, flat % ow, img).float().cpu())
             state["locations"] = locations
         pending.discard(consumer)
-        _maybe_stop()
+        maybe_stop()
 
     def grab_point(key: str, t: torch.Tensor) -> None:
         oh, ow = t.shape[-2:]
@@ -171,9 +176,9 @@ def sample_layer(
         img, flat = img.to(t.device), flat.to(t.device)
         pts[key].append(t[img, :, flat // ow, flat % ow].float().cpu())
         pending.discard(key)
-        _maybe_stop()
+        maybe_stop()
 
-    def _maybe_stop() -> None:
+    def maybe_stop() -> None:
         if not pending:
             raise _Stop
 
@@ -245,17 +250,17 @@ class LayerPlan:
     """Which groups to prune, to how many channels; the target spec if named."""
 
     keep: dict[str, int]
-    target: Any = None
+    target: ModelSpec | None = None
 
 
 def plan_layers(
-    spec: Any,
+    spec: ModelSpec,
     *,
     ratio: float | None,
     target_name: str | None,
-    eligible: Any,
+    eligible: Callable[[ChannelGroup], bool],
     allowed: Sequence[str],
-    default_skip: Any = None,
+    default_skip: Callable[[ChannelGroup], bool] | None = None,
 ) -> LayerPlan:
     """Resolve per-group keep counts from a keep ratio or a named zoo variant.
 

@@ -243,8 +243,7 @@ class Regression(PruneMethod):
         for index, name in enumerate(g.name for g in model.spec.groups() if g.name in plan.keep):
             group = next(g for g in model.spec.groups() if g.name == name)
             consumer = group.consumers[0]
-            layer = dict(model.named_modules())[consumer]
-            weight = consumer_weight(layer, group.size)
+            weight = consumer_weight(model.get_submodule(consumer), group.size)
             residual = _residual_points(model, consumer) if opts.residual_compensation else None
             with timer.phase(name, "sampling"):
                 points = residual.points if residual else ()
@@ -267,9 +266,9 @@ class Regression(PruneMethod):
                 err = relative_error(x, y, sel.kept, new_w)
             with timer.phase(name, "surgery"):
                 model = prune_channels(model, {name: sel.kept})
-                target_layer = dict(model.named_modules())[consumer]
+                new_weight = model.get_submodule(consumer).weight
                 with torch.no_grad():
-                    target_layer.weight.copy_(new_w.reshape(target_layer.weight.shape).to(target_layer.weight.dtype))
+                    new_weight.copy_(new_w.reshape(new_weight.shape))
             kept_all[name] = sel.kept
             sampling = cur.record()
             layers[name] = {

@@ -23,7 +23,6 @@ returns a physically shallower net without gates that computes the same function
 from __future__ import annotations
 
 import dataclasses
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +31,7 @@ from torch import nn
 
 from prunebench.errors import ConfigError, SpecError
 from prunebench.models import ModelSpec, ResNetSpec, variant
+from prunebench.prune.activations import Timer
 from prunebench.prune.base import PruneMethod, PruneResult
 from prunebench.prune.registry import register
 from prunebench.train import Callback, TrainContext
@@ -285,13 +285,13 @@ class SSS(PruneMethod):
         return base if opts.finetune else None
 
     def prune(self, model: nn.Module, splits: Any, opts: SSSOptions, *, seed: int = 0) -> PruneResult:
-        t0 = time.perf_counter()
-        values = {blk: float(p.detach()) for blk, p in gates(model).items()}
-        keep = _choose(model, values, opts)
-        guard = guard_stages(model, keep)
-        t1 = time.perf_counter()
-        pruned = remove_blocks(model, keep)
-        t2 = time.perf_counter()
+        timer = Timer()
+        with timer.phase("all", "selection"):
+            values = {blk: float(p.detach()) for blk, p in gates(model).items()}
+            keep = _choose(model, values, opts)
+            guard = guard_stages(model, keep)
+        with timer.phase("all", "surgery"):
+            pruned = remove_blocks(model, keep)
         info = {
             "method": self.name,
             "penalty": opts.penalty,
@@ -300,7 +300,7 @@ class SSS(PruneMethod):
             "removed": [b for b, k in keep.items() if not k],
             "blocks": list(pruned.spec.blocks),
             "first_residual": list(pruned.spec.first_residual),
-            "timings": {"all": {"selection": round(t1 - t0, 6), "surgery": round(t2 - t1, 6)}},
+            "timings": timer.record(),
             "notes": ["surviving gates folded into the last BN of their branch; the pruned net has no gates", *guard],
         }
         return PruneResult(model=pruned, info=info)

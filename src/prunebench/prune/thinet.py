@@ -192,8 +192,8 @@ class ThiNet(PruneMethod):
                 sample = sample_layer(
                     model, consumer, images, locations=opts.locations, seed=seed + index, batch_size=opts.batch_size
                 )
-                layer = dict(model.named_modules())[consumer]
-                xhat = contributions(as_channels(sample, group.size), consumer_weight(layer, group.size), seed + index)
+                weight = consumer_weight(model.get_submodule(consumer), group.size)
+                xhat = contributions(as_channels(sample, group.size), weight, seed + index)
             with timer.phase(name, "selection"):
                 removed = set(greedy_remove(xhat, group.size - plan.keep[name]))
                 kept = [c for c in range(group.size) if c not in removed]
@@ -202,7 +202,7 @@ class ThiNet(PruneMethod):
                 err = relative_error(xhat, kept, scale)
             with timer.phase(name, "surgery"):
                 model = prune_channels(model, {name: kept})
-                scale_inputs(dict(model.named_modules())[consumer], scale)
+                scale_inputs(model.get_submodule(consumer), scale)
             if opts.finetune_between:
                 with timer.phase(name, "finetune"):
                     finetune_briefly(

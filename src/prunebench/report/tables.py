@@ -139,7 +139,7 @@ def markdown_table(t: MethodTable) -> str:
         lines.append(
             f"| {arm_label(a.arm)} | {pct(a.acc)} | {ci(a.acc)} | {vs} | {num(a.params)} | {num(a.flops)} | "
             f"{f'{a.ratio:.2f}x' if a.ratio else '–'} | {f'{a.latency_ms:.3f}' if a.latency_ms else '–'} | "
-            f"{f'{a.epochs:g}' if a.epochs is not None else '–'} | {num(a.training_flops)} | "
+            f"{f'{a.epochs:.3g}' if a.epochs is not None else '–'} | {num(a.training_flops)} | "
             f"{f'{a.wall_s:.1f}' if a.wall_s is not None else '–'} | {pct(a.compat)} |"
         )
     return "\n".join(lines)

@@ -1,0 +1,102 @@
+"""PNG plots of a report (matplotlib, Agg backend: no display needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
+
+from prunebench.report.tables import MethodTable, arm_label, arm_order  # noqa: E402
+
+
+def _slug(s: str) -> str:
+    return "".join(c if c.isalnum() or c in "-." else "-" for c in s)
+
+
+def tradeoff_plots(tables: list[MethodTable], out_dir: Path, experiment: str) -> list[Path]:
+    """Accuracy vs non-zero params and vs FLOPs, error bars = sample std, one series per arm."""
+    paths = []
+    for key, label in (("params", "non-zero parameters"), ("flops", "FLOPs per image (reference rule)")):
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        series: dict[str, list[tuple[float, float, float, str]]] = {}
+        for t in tables:
+            for a in t.arms:
+                x = getattr(a, key)
+                if x:
+                    series.setdefault(a.arm, []).append((x, 100 * a.acc.mean, 100 * (a.acc.std or 0.0), t.method))
+        for arm in sorted(series, key=arm_order):
+            pts = sorted(series[arm])
+            ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts],
+                        marker="o", capsize=3, linestyle="-" if len(pts) > 1 else "none", label=arm_label(arm))  # fmt: skip
+        ax.set_xscale("log")
+        ax.set_xlabel(label)
+        ax.set_ylabel("test accuracy (%)")
+        ax.set_title(f"{experiment}: accuracy vs {label.split(' (')[0]}")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        path = out_dir / f"{_slug(experiment)}-accuracy-vs-{key}.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
+def _numeric(widths: list[Any]) -> list[float]:
+    return [float(w) for w in widths if isinstance(w, int | float) and not isinstance(w, bool)]
+
+
+def width_plot(t: MethodTable, out_dir: Path) -> Path | None:
+    """Per-layer widths of the original vs the pruned network (mean over seeds)."""
+    base = t.arm("unpruned")
+    pruned = t.arm("pruned_no_ft") or t.arm("finetuned")
+    if not base or not pruned:
+        return None
+    original = _numeric(base.rows[0]["arch"]["widths"])
+    runs = [_numeric(r["arch"]["widths"]) for r in pruned.rows if r.get("arch")]
+    runs = [w for w in runs if len(w) == len(original)]
+    if not original or not runs:
+        return None
+    mean = [sum(ws) / len(ws) for ws in zip(*runs)]
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    xs = range(len(original))
+    ax.bar([x - 0.2 for x in xs], original, width=0.4, label="original")
+    ax.bar([x + 0.2 for x in xs], mean, width=0.4, label=f"pruned (mean of {len(runs)})")
+    ax.set_xlabel("layer")
+    ax.set_ylabel("width (channels / units)")
+    ax.set_title(f"{t.method}: per-layer width")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = out_dir / f"{_slug(t.experiment)}-{_slug(t.method)}-widths.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def sparsity_plot(t: MethodTable, out_dir: Path) -> Path | None:
+    """Per-layer density from the magnitude method's analysis data, when the prune run has it."""
+    pruned = t.arm("pruned_no_ft") or t.arm("finetuned")
+    if not pruned:
+        return None
+    runs = [(r.get("info") or {}).get("layers") for r in pruned.rows]
+    runs = [layers for layers in runs if layers and all("kept" in x and "total" in x for x in layers)]
+    if not runs:
+        return None
+    names = [x["layer"] for x in runs[0]]
+    dens = [[x["kept"] / x["total"] if x["total"] else 0.0 for x in layers] for layers in runs if len(layers) == len(names)]
+    mean = [sum(d) / len(d) for d in zip(*dens)]
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    ax.bar(range(len(names)), mean)
+    ax.set_xticks(range(len(names)), names, rotation=90, fontsize=6)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("kept weight fraction")
+    ax.set_title(f"{t.method}: per-layer density (mean of {len(dens)} runs)")
+    fig.tight_layout()
+    path = out_dir / f"{_slug(t.experiment)}-{_slug(t.method)}-sparsity.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,48 @@
+"""`prunebench demo --quick` end to end: a report with every arm, CIs and plots; rerunning is a no-op."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from prunebench.cli import main
+from prunebench.experiment import load_preset
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("demo")
+    assert main(["demo", "--quick", "--out", str(out)]) == 0
+    return out
+
+
+def test_report_has_every_arm_cis_and_plots(demo_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    report = (demo_dir / "report.md").read_text()
+    for label in ("Unpruned", "Pruned, no fine-tune", "BN recalibrated", "Fine-tuned", "Scratch-E", "Scratch-B"):
+        assert f"| {label}" in report
+    assert "95% CI" in report and "vs fine-tuned (Welch)" in report and "(n=3)" in report
+    assert "## Provenance" in report and "reference-compatible, optimistic" in report
+    pngs = {p.name for p in demo_dir.glob("*.png")}
+    assert {"demo-quick-accuracy-vs-params.png", "demo-quick-accuracy-vs-flops.png"} <= pngs
+    assert any(name.endswith("-widths.png") for name in pngs)
+    assert "\\begin{tabular}" in (demo_dir / "report.tex").read_text()
+    rows = json.loads((demo_dir / "results.json").read_text())
+    preset = load_preset("demo-quick")
+    arms = {(r["method"], r["arm"]) for r in rows}
+    assert arms == {(m.label, a) for m in preset.methods for a in preset.arms}
+    assert all(0.0 <= r["primary_acc"] <= 1.0 for r in rows)
+    scratch_b = [r for r in rows if r["arm"] == "scratch_b"]
+    assert all(r["budget_ratio"] > 1 and r["epochs"] > preset.large.epochs for r in scratch_b)
+
+
+def test_rerun_is_a_no_op(demo_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    before = (demo_dir / "results.csv").read_text()
+    capsys.readouterr()
+    assert main(["demo", "--quick", "--out", str(demo_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "all 30 stages already done" in out and "| Scratch-B |" in out and "report.md" in out
+    assert (demo_dir / "results.csv").read_text() == before

@@ -1,0 +1,93 @@
+"""`prunebench run`: dry run, and SIGKILL midway then rerun gives the uninterrupted numbers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from prunebench.cli import main
+from prunebench.experiment import Store
+
+TINY = """
+name = "tiny"
+seeds = [0, 1]
+log_test_every_epoch = false
+[data]
+name = "fashion-mnist"
+train_subset = 200
+test_subset = 200
+[model]
+variant = "vgg11"
+width_mult = 0.125
+[[methods]]
+name = "l1norm"
+options = { ratio = 0.5 }
+[arms]
+unpruned = true
+finetuned = true
+scratch_e = true
+[recipes.large]
+epochs = 2
+lr = 0.05
+milestones = [1]
+[recipes.finetune]
+epochs = 1
+lr = 0.01
+"""
+
+
+def _done(exp_dir: Path) -> int:
+    try:
+        with sqlite3.connect(exp_dir / "prunebench.sqlite", timeout=1) as db:
+            return db.execute("SELECT count(*) FROM stages WHERE status = 'done'").fetchone()[0]
+    except sqlite3.Error:  # not created yet
+        return 0
+
+
+def _accuracies(exp_dir: Path) -> dict[tuple[str, str], float]:
+    store = Store.open(exp_dir)
+    try:
+        return {(r["stage_id"], r["arm"]): r["primary_acc"] for r in store.rows()}
+    finally:
+        store.close()
+
+
+def test_dry_run_prints_the_graph(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "e1-l1-cifar10-resnet56", "--dry-run", "--seeds", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "18 stages: train_large 2, prune 4, finetune 4, scratch_e 4, scratch_b 4" in out
+    assert "large=train_large-" in out
+
+
+def test_unknown_preset_is_one_line_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "nope.toml"]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+
+
+@pytest.mark.slow
+def test_sigkill_midway_then_rerun_matches_uninterrupted(tmp_path: Path) -> None:
+    preset = tmp_path / "tiny.toml"
+    preset.write_text(TINY)
+    command = [sys.executable, "-m", "prunebench.cli", "run", str(preset), "--out"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    clean, killed = tmp_path / "clean", tmp_path / "killed"
+    subprocess.run([*command, str(clean)], check=True, env=env, capture_output=True, timeout=300)
+    proc = subprocess.Popen([*command, str(killed)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    while _done(killed) < 2 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert proc.poll() is None, "the run finished before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert 2 <= _done(killed) < 8
+    rerun = subprocess.run([*command, str(killed)], check=True, env=env, capture_output=True, text=True, timeout=300)
+    assert "already done" in rerun.stdout
+    assert _accuracies(killed) == _accuracies(clean)
+    assert len(_accuracies(clean)) == 6  # 2 seeds x (unpruned, fine-tuned, Scratch-E)

@@ -1,0 +1,55 @@
+"""The report from a hand-made store: table cells, Welch verdicts, LaTeX, plots, exports."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from scipy import stats
+
+from prunebench.errors import PrunebenchError
+from prunebench.experiment import Store
+from prunebench.experiment.graph import Stage
+from prunebench.report import write_report
+
+ACC = {"unpruned": [0.93, 0.94, 0.95], "finetuned": [0.90, 0.91, 0.92], "scratch_b": [0.95, 0.96, 0.97], "scratch_e": [0.91]}
+
+
+def _fill(exp_dir: Path) -> None:
+    store = Store.open(exp_dir)
+    preset = {"seeds": [0, 1, 2], "data": {"name": "cifar10", "val_size": 0}, "model": {"variant": "vgg16", "width_mult": 1.0},
+              "description": "hand-made", "notes": []}  # fmt: skip
+    store.add_experiment("hand", "presets/hand.toml", preset)
+    for arm, accs in ACC.items():
+        for seed, acc in enumerate(accs):
+            sid = f"{arm}{seed}".ljust(64, "0")
+            store.add_stages("hand", [Stage(sid, arm, seed, {}, {}, {}, ("l1",))], [("l1", arm, sid)])
+            widths = [64, "M", 128] if arm == "unpruned" else [32, "M", 64]
+            store.add_result(sid, arm, seed, primary_acc=acc, final_test_acc=acc, params_nonzero=1000 if arm == "unpruned" else 400,
+                             flops=2e6 if arm == "unpruned" else 1e6, flops_mode="reference", latency_ms=1.0,
+                             best_test_acc_compat=acc + 0.01, arch={"widths": widths})  # fmt: skip
+            store.set_budget(sid, epochs=160 if arm != "scratch_b" else 320, training_flops=1e12)
+            store.mark_done(sid)
+    store.close()
+
+
+def test_report_tables_statistics_and_files(tmp_path: Path) -> None:
+    _fill(tmp_path)
+    report = write_report(tmp_path).read_text()
+    assert "| cifar10 | vgg16 | l1 | 94.00 ± 1.00 (n=3) | 91.00 ± 1.00 (n=3) | 91.00 (n=1) | 96.00 ± 1.00 (n=3) |" in report
+    p = stats.ttest_ind(ACC["scratch_b"], ACC["finetuned"], equal_var=False).pvalue
+    assert f"higher than fine-tuned (p = {p:.3g})" in report
+    assert "| Scratch-E | 91.00 (n=1) | n/a (n < 2) | n too small to tell |" in report
+    half = 100 * stats.t.ppf(0.975, 2) * 0.01 / 3**0.5
+    assert f"[{91 - half:.2f}, {91 + half:.2f}]" in report
+    assert "| 2.00x |" in report and "92.00 ± 1.00 (n=3)" in report  # FLOPs ratio; best-on-test column
+    assert "91.00 ($\\pm$1.00)" in (tmp_path / "report.tex").read_text()
+    assert {p.name for p in tmp_path.glob("*.png")} == {
+        "hand-accuracy-vs-params.png", "hand-accuracy-vs-flops.png", "hand-l1-widths.png",
+    }  # fmt: skip
+    assert (tmp_path / "results.csv").read_text().count("\n") == 1 + sum(len(v) for v in ACC.values())
+
+
+def test_report_of_a_folder_without_store_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(PrunebenchError, match="no prunebench.sqlite here"):
+        write_report(tmp_path)
