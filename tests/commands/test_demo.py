@@ -22,8 +22,8 @@ def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_report_has_every_arm_cis_and_plots(demo_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     report = (demo_dir / "report.md").read_text()
-    for label in ("Unpruned", "Pruned, no fine-tune", "BN recalibrated", "Fine-tuned", "Scratch-E", "Scratch-B"):
-        assert f"| {label}" in report
+    for label in ("Unpruned", "Pruned, no fine-tune", "Pruned, no fine-tune, BN recalibrated", "Fine-tuned", "Scratch-E", "Scratch-B"):
+        assert f"| {label} | " in report
     assert "95% CI" in report and "vs fine-tuned (Welch)" in report and "(n=3)" in report
     assert "## Provenance" in report and "reference-compatible, optimistic" in report
     pngs = {p.name for p in demo_dir.glob("*.png")}

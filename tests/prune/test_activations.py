@@ -7,12 +7,12 @@ import torch
 from torch import nn
 
 from prunebench.data import load
+from prunebench.prune.importance import floor_count
 from prunebench.prune.activations import (
     as_channels,
     balanced_images,
     consumer_weight,
     contributions,
-    keep_count,
     sample_layer,
 )
 
@@ -74,8 +74,8 @@ def test_balanced_images_are_class_balanced_and_seeded() -> None:
     assert not torch.equal(a, balanced_images(splits, 23, seed=1))
 
 
-def test_keep_count_is_an_exact_floor() -> None:
-    assert keep_count(10, 0.7) == 7
-    assert keep_count(64, 0.3) == 19
-    assert keep_count(512, 0.7) == 358
-    assert keep_count(3, 0.1) == 1
+def test_keep_counts_are_exact_floors() -> None:
+    assert floor_count(10, 0.7) == 7
+    assert floor_count(64, 0.3) == 19
+    assert floor_count(512, 0.7) == 358
+    assert floor_count(3, 0.1) == 0

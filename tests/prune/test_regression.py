@@ -19,6 +19,7 @@ from prunebench.prune import get_method
 from prunebench.prune.activations import as_channels, balanced_images, consumer_weight, plan_layers, sample_layer
 from prunebench.prune.regression import (
     TARGETS,
+    _residual_points,
     _with_input_selection,
     lasso_select,
     lasso_terms,
@@ -130,6 +131,20 @@ def test_end_to_end_bottleneck_resnet_with_input_selection(splits) -> None:
     assert layers["layer1.0.select"]["kind"] == "select"
     assert layers["layer2.0.conv2"]["residual_compensation"] and not layers["layer2.0.conv1"]["residual_compensation"]
     assert _finetuned_accuracy(result.model, splits) > 0.4
+
+
+def test_residual_compensation_reads_the_shortcut_of_the_branch_end() -> None:
+    model = ResNetSpec.uniform("bottleneck", (2,), planes=(4,), stem=8, input_size=16).build().eval()
+    first = _residual_points(model, "layer1.0.conv3")
+    assert first.points == (("shortcut", "layer1.0.downsample", "out"),)
+    bn = model.layer1[0].bn3
+    torch.testing.assert_close(first.scale, (bn.weight / torch.sqrt(bn.running_var + bn.eps)).double().detach())
+    assert _residual_points(model, "layer1.1.conv3").points == (("shortcut", "layer1.1", "in"),)  # identity
+    assert _residual_points(model, "layer1.1.conv2") is None  # not the branch's last conv
+    images = torch.randn(3, 3, 16, 16)
+    points = _residual_points(model, "layer1.1.conv3").points
+    s = sample_layer(model, "layer1.1.conv3", images, locations=4, seed=0, points=points)
+    assert s.points["shortcut"].shape == (12, 16)
 
 
 def test_vgg16_5x_is_hit_exactly() -> None:

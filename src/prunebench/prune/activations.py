@@ -23,7 +23,6 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from fractions import Fraction
 from typing import Any
 
 import torch
@@ -33,6 +32,7 @@ from torch import nn
 from prunebench.data import batches
 from prunebench.errors import ConfigError, SpecError
 from prunebench.models import ChannelGroup, ModelSpec, variant
+from prunebench.prune.importance import floor_count
 
 
 class _Stop(Exception):
@@ -240,11 +240,6 @@ def contributions(x: torch.Tensor, weight: torch.Tensor, seed: int) -> torch.Ten
 # -- the layer-wise plan shared by ThiNet and the regression method ------------------------
 
 
-def keep_count(size: int, ratio: float) -> int:
-    """floor(size · ratio) in exact arithmetic (0.7 · 10 must give 7), at least 1."""
-    return max(1, int(Fraction(str(ratio)) * size))
-
-
 @dataclass
 class LayerPlan:
     """Which groups to prune, to how many channels; the target spec if named."""
@@ -273,7 +268,7 @@ def plan_layers(
     if target_name is None:
         if ratio is None:
             raise ConfigError("give a keep ratio or a named target")
-        keep = {g.name: keep_count(g.size, ratio) for g in groups if not (default_skip and default_skip(g))}
+        keep = {g.name: max(1, floor_count(g.size, ratio)) for g in groups if not (default_skip and default_skip(g))}
         return LayerPlan(keep=keep)
     if target_name not in allowed:
         raise ConfigError(f"unknown target {target_name!r}; known: {', '.join(allowed)}")

@@ -9,6 +9,8 @@ this package + one line in `registry.py`.
 from __future__ import annotations
 
 import dataclasses
+import types
+import typing
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -63,6 +65,12 @@ class PruneMethod(ABC):
                 f"method {self.name!r}: unknown option(s) {', '.join(sorted(unknown))}; "
                 f"known: {', '.join(sorted(names)) or 'none'}"
             )
+        hints = typing.get_type_hints(self.Options)
+        for key, value in raw.items():
+            if not _matches(value, hints[key]):
+                raise ConfigError(
+                    f"method {self.name!r}: option {key}: expected {_type_name(hints[key])}, got {value!r}"
+                )
         try:
             opts = self.Options(**raw)
         except (TypeError, ValueError) as e:
@@ -95,3 +103,36 @@ class PruneMethod(ABC):
     def finetune_callbacks(self, opts: Any, result: PruneResult) -> list[Any]:
         """Callbacks used while fine-tuning (mask methods keep their zeros via the trainer's masks)."""
         return []
+
+
+def _matches(value: Any, hint: Any) -> bool:
+    """Whether a TOML/JSON value fits an Options annotation (ints are accepted for floats)."""
+    if hint is Any:
+        return True
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, h) for h in typing.get_args(hint))
+    if origin is typing.Literal:
+        return value in typing.get_args(hint)
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if origin in (tuple, list):
+        if not isinstance(value, list | tuple):
+            return False
+        args = [a for a in typing.get_args(hint) if a is not Ellipsis]
+        return not args or all(any(_matches(v, a) for a in args) for v in value)
+    if origin is dict:
+        return isinstance(value, dict)
+    if isinstance(hint, type):
+        return isinstance(value, hint)
+    return True
+
+
+def _type_name(hint: Any) -> str:
+    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")

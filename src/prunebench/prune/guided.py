@@ -15,12 +15,12 @@ store them as JSON.  The mask counterpart lives in `guided_sparse.py`.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TypeVar
 
 from prunebench.errors import ConfigError, SpecError
 from prunebench.models.spec import ModelSpec
-from prunebench.prune.uniform import BISECTION_STEPS, MAX_FACTOR, model_size
+from prunebench.prune.uniform import match_size
 
 T = TypeVar("T")
 
@@ -93,53 +93,6 @@ def guided_widths(base_spec: ModelSpec, stage_fractions: Sequence[float], scale:
     spec = base_spec.scaled(widen, inner_only=True) if widen > 1 else base_spec
     sizes = {g.name: g.size for g in spec.groups()}
     return spec.with_kept({name: list(range(min(k, sizes[name]))) for name, k in want.items()})
-
-
-def match_size(
-    make: Callable[[float], ModelSpec],
-    *,
-    target_params: int | None,
-    target_flops: int | None,
-    what: str,
-    max_scale: float = MAX_FACTOR,
-) -> tuple[ModelSpec, float]:
-    """The `make(scale)` (scale in [0, max_scale]) whose size is closest to the target (ties: the smaller).
-
-    `make` must grow monotonically with the scale; sizes are total parameters or
-    reference-mode FLOPs per image (`uniform.model_size`).  The same search as
-    `uniform_spec`'s, written generically so both could share it.
-    """
-    if (target_params is None) == (target_flops is None):
-        raise ConfigError(f"{what}: give exactly one of target_params or target_flops")
-    kind, goal = ("params", target_params) if target_params is not None else ("flops", target_flops)
-    assert goal is not None
-    sizes: dict[str, int] = {}  # many scales round to the same widths: measure each architecture once
-
-    def size_at(scale: float) -> tuple[ModelSpec, int]:
-        spec = make(scale)
-        key = spec.to_json()
-        if key not in sizes:
-            sizes[key] = model_size(spec, kind)
-        return spec, sizes[key]
-
-    if size_at(0.0)[1] > goal:
-        raise ConfigError(f"{what}: {goal} {kind} is below the smallest model of this family (every width 1)")
-    hi = 1.0
-    while size_at(hi)[1] < goal:
-        hi *= 2
-        if hi > max_scale:
-            raise ConfigError(f"{what}: {goal} {kind} needs widths more than {max_scale:g}x the model's")
-    lo = 0.0
-    for _ in range(BISECTION_STEPS):  # invariant: size(lo) <= goal < size(hi), or size(hi) == goal
-        mid = (lo + hi) / 2
-        if size_at(mid)[1] <= goal:
-            lo = mid
-        else:
-            hi = mid
-    below, above = size_at(lo), size_at(hi)
-    if abs(above[1] - goal) < abs(goal - below[1]):
-        return above[0], hi
-    return below[0], lo
 
 
 def guided_spec(

@@ -34,7 +34,6 @@ from torch import nn
 
 from prunebench.errors import ConfigError, SpecError
 from prunebench.models import ResNetSpec
-from prunebench.models.resnet_imagenet import Block as ResNetBlock
 from prunebench.prune.activations import (
     Timer,
     as_channels,
@@ -130,6 +129,7 @@ class Selection:
 
 def lasso_select(terms: LassoTerms, keep: int, steps: int = 20) -> Selection:
     """Raise λ along a warm-started geometric path until ≤ keep coefficients survive, then bisect."""
+    # imported here: scikit-learn takes about a second to import and only this method needs it
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import Lasso
 
@@ -260,7 +260,12 @@ class Regression(PruneMethod):
                 if residual:
                     y = y + (orig.points["shortcut"].double() - cur.points["shortcut"].double()) / residual.scale
             with timer.phase(name, "selection"):
-                sel = lasso_select(lasso_terms(x, weight, y), plan.keep[name], opts.path_steps)
+                if residual:  # select in block-output units: a·(conv) is what reaches the sum
+                    a = residual.scale.float()
+                    terms = lasso_terms(x, weight * a[:, None, None], y * residual.scale)
+                else:
+                    terms = lasso_terms(x, weight, y)
+                sel = lasso_select(terms, plan.keep[name], opts.path_steps)
             with timer.phase(name, "reconstruction"):
                 new_w = least_squares(x, y, sel.kept, opts.ridge)
                 err = relative_error(x, y, sel.kept, new_w)
@@ -278,7 +283,8 @@ class Regression(PruneMethod):
                 "lambda": sel.lam,
                 "lasso_fits": sel.path,
                 "lasso_exact": sel.exact,
-                "relative_error": err,
+                "relative_error": err,  # on the samples: optimistic when unknowns > samples
+                "unknowns_per_filter": len(sel.kept) * x.shape[2],
                 "residual_compensation": residual is not None,
             }
         info = {
@@ -314,9 +320,10 @@ def _residual_points(model: nn.Module, consumer: str) -> _Residual | None:
     CIFAR option-A blocks have a functional shortcut and are not compensated.
     """
     block_name, _, conv_name = consumer.rpartition(".")
-    block = model.get_submodule(block_name) if block_name else None
-    if not isinstance(block, ResNetBlock):
+    spec = model.spec
+    if not isinstance(spec, ResNetSpec) or block_name not in {b for b, _ in spec.block_names()}:
         return None
+    block = model.get_submodule(block_name)
     last, bn_name = ("conv3", "bn3") if hasattr(block, "conv3") else ("conv2", "bn2")
     if conv_name != last:
         return None

@@ -14,6 +14,7 @@ Rounding (recorded in the result):
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +48,53 @@ def floor_scaled(spec: ModelSpec, factor: float) -> ModelSpec:
     return spec.with_kept({g.name: list(range(max(1, int(g.size * factor)))) for g in groups})
 
 
+def match_size(
+    make: Callable[[float], ModelSpec],
+    *,
+    target_params: int | None,
+    target_flops: int | None,
+    what: str,
+    max_scale: float = MAX_FACTOR,
+) -> tuple[ModelSpec, float]:
+    """The `make(scale)` (scale in [0, max_scale]) whose size is closest to the target (ties: the smaller).
+
+    `make` must grow monotonically with the scale; sizes are total parameters or
+    reference-mode FLOPs per image (`model_size`).  Shared by the uniform and the
+    guided (`guided.py`) baselines.
+    """
+    if (target_params is None) == (target_flops is None):
+        raise ConfigError(f"{what}: give exactly one of target_params or target_flops")
+    kind, goal = ("params", target_params) if target_params is not None else ("flops", target_flops)
+    assert goal is not None
+    sizes: dict[str, int] = {}  # many scales round to the same widths: measure each architecture once
+
+    def size_at(scale: float) -> tuple[ModelSpec, int]:
+        spec = make(scale)
+        key = spec.to_json()
+        if key not in sizes:
+            sizes[key] = model_size(spec, kind)
+        return spec, sizes[key]
+
+    if size_at(0.0)[1] > goal:
+        raise ConfigError(f"{what}: {goal} {kind} is below the smallest model of this family (every width 1)")
+    hi = 1.0
+    while size_at(hi)[1] < goal:
+        hi *= 2
+        if hi > max_scale:
+            raise ConfigError(f"{what}: {goal} {kind} needs widths more than {max_scale:g}x the model's")
+    lo = 0.0
+    for _ in range(BISECTION_STEPS):  # invariant: size(lo) <= goal < size(hi), or size(hi) == goal
+        mid = (lo + hi) / 2
+        if size_at(mid)[1] <= goal:
+            lo = mid
+        else:
+            hi = mid
+    below, above = size_at(lo), size_at(hi)
+    if abs(above[1] - goal) < abs(goal - below[1]):
+        return above[0], hi
+    return below[0], lo
+
+
 def uniform_spec(
     spec: ModelSpec,
     *,
@@ -62,35 +110,13 @@ def uniform_spec(
         raise ConfigError(f"uniform: rounding must be one of {', '.join(ROUNDINGS)}, got {rounding!r}")
     if inner_only and rounding == "floor":
         raise ConfigError("uniform: inner_only applies to rounding='nearest' (floor never scales residual widths)")
-    kind, goal = ("params", target_params) if target_params is not None else ("flops", target_flops)
-    assert goal is not None
-    sizes: dict[str, int] = {}  # many factors round to the same widths: build each once
-
-    def size_at(f: float) -> tuple[ModelSpec, int]:
-        scaled = floor_scaled(spec, f) if rounding == "floor" else spec.scaled(f, inner_only=inner_only)
-        key = scaled.to_json()
-        if key not in sizes:
-            sizes[key] = model_size(scaled, kind)
-        return scaled, sizes[key]
-
-    if size_at(0.0)[1] > goal:
-        raise ConfigError(f"uniform: {goal} {kind} is below the smallest model of this family (every width 1)")
-    hi, limit = 1.0, 1.0 if rounding == "floor" else MAX_FACTOR  # floor keeps channels: it cannot widen
-    while size_at(hi)[1] < goal:
-        hi *= 2
-        if hi > limit:
-            raise ConfigError(f"uniform: {goal} {kind} needs widths more than {limit:g}x the model's")
-    lo = 0.0
-    for _ in range(BISECTION_STEPS):  # invariant: size(lo) <= goal < size(hi), or size(hi) == goal
-        mid = (lo + hi) / 2
-        if size_at(mid)[1] <= goal:
-            lo = mid
-        else:
-            hi = mid
-    below, above = size_at(lo), size_at(hi)
-    if abs(above[1] - goal) < abs(goal - below[1]):
-        return above[0], hi
-    return below[0], lo
+    return match_size(
+        lambda f: floor_scaled(spec, f) if rounding == "floor" else spec.scaled(f, inner_only=inner_only),
+        target_params=target_params,
+        target_flops=target_flops,
+        what="uniform",
+        max_scale=1.0 if rounding == "floor" else MAX_FACTOR,  # floor keeps channels: it cannot widen
+    )
 
 
 @dataclass(frozen=True)

@@ -59,7 +59,7 @@ def width_plot(t: MethodTable, out_dir: Path) -> Path | None:
     original = _numeric(base.rows[0]["arch"]["widths"])
     runs = [_numeric(r["arch"]["widths"]) for r in pruned.rows if r.get("arch")]
     runs = [w for w in runs if len(w) == len(original)]
-    if not original or not runs:
+    if not original or not runs or all(w == original for w in runs):  # masked models keep their widths
         return None
     mean = [sum(ws) / len(ws) for ws in zip(*runs)]
     fig, ax = plt.subplots(figsize=(7, 3.5))

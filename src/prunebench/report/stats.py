@@ -9,6 +9,7 @@ either arm, or p ≥ `ALPHA`, the report says it cannot tell them apart.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -49,7 +50,9 @@ def welch(arm: Sequence[float], reference: Sequence[float], *, label: str = "fin
     """Welch's t-test of `arm` against `reference`, with a one-phrase verdict."""
     if len(arm) < 2 or len(reference) < 2:
         return Comparison(None, TOO_FEW)
-    p = float(stats.ttest_ind(list(arm), list(reference), equal_var=False).pvalue)
+    with warnings.catch_warnings():  # near-identical runs: scipy warns, we report "no spread" below
+        warnings.simplefilter("ignore", RuntimeWarning)
+        p = float(stats.ttest_ind(list(arm), list(reference), equal_var=False).pvalue)
     ours, theirs = summarize(arm).mean, summarize(reference).mean
     direction = "higher" if ours > theirs else "lower"
     if math.isnan(p):  # both arms without spread: no test possible
