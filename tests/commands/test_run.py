@@ -78,7 +78,8 @@ def test_sigkill_midway_then_rerun_matches_uninterrupted(tmp_path: Path) -> None
     command = [sys.executable, "-m", "prunebench.cli", "run", str(preset), "--out"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     clean, killed = tmp_path / "clean", tmp_path / "killed"
-    subprocess.run([*command, str(clean)], check=True, env=env, capture_output=True, timeout=300)
+    # the reference run goes through the process pool: same numbers as in-process at one thread each
+    subprocess.run([*command, str(clean), "--workers", "2"], check=True, env=env, capture_output=True, timeout=300)
     proc = subprocess.Popen([*command, str(killed)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 240
     while _done(killed) < 2 and proc.poll() is None and time.monotonic() < deadline:

@@ -58,10 +58,11 @@ def test_minimal_preset_is_typed(tmp_path: Path) -> None:
     [
         (("[data]", "[data]\nshuffle = true"), "x.toml: data.shuffle: unknown key"),
         (("epochs = 4", 'epochs = "four"'), 'x.toml: recipes.large.epochs: expected an integer, got "four"'),
-        (("ratio = 0.5", 'ratio = "a"'), 'x.toml: methods[0].options.ratio: expected a number or nothing, got "a"'),
+        (("ratio = 0.5", 'ratio = "a"'), "x.toml: methods[0].options: method 'l1norm': option ratio: expected float"),
         (("ratio = 0.5", "ratio = 0.5, bogus = 1"), "x.toml: methods[0].options.bogus: unknown option of 'l1norm'; known: mask_form, ratio"),
         (("ratio = 0.5", "ratio = 1.5"), "x.toml: methods[0].options: method 'l1norm': ratio must be in [0, 1)"),
         (('name = "l1norm"', 'name = "nope"'), "x.toml: methods[0].name: unknown pruning method 'nope'"),
+        (("lr = 0.1", "lr = 0.1\nmomentum = 1.5"), "x.toml: recipes.large: recipe: momentum must be in [0, 1)"),
         (("seeds = [0, 1]", "seeds = [0, -1]"), "x.toml: seeds[1]: expected a non-negative integer, got -1"),
         (("scratch_e = true", "scratch_e = 1"), "x.toml: arms.scratch_e: expected true or false, got 1"),
         (('variant = "vgg11"\n', ""), "x.toml: model.variant: missing required key"),

@@ -76,8 +76,7 @@ def test_imagenet_variant_shapes_and_round_trips(name: str) -> None:
     model = _meta(spec)
     assert model(torch.empty(2, 3, 224, 224, device="meta")).shape == (2, 1000)
     assert spec_from_json(spec.to_json()) == spec
-    if not any(isinstance(m, ChannelSelection) for m in model.modules()):  # meta buffers cannot be read back
-        assert spec_of(model) == spec
+    assert spec_of(model) == spec  # selection indices stay real on meta: they come from the spec
     small = variant(name, input_size=64, num_classes=7, width_mult=0.125)
     assert build_model(small).eval()(torch.randn(1, 3, 64, 64)).shape == (1, 7)
 
@@ -272,6 +271,10 @@ def test_groups_follow_the_methods_contract() -> None:
         ),
         (lambda: ResNetSpec.uniform("basic", (1, 1)), "one entry per stage"),
         (lambda: ResNetSpec.uniform("basic", (0, 1), planes=(8, 8)), "has no blocks"),
+        (lambda: CifarResNetSpec(blocks=(1, 0, 1), block_widths=(8, 8)), "stage 2 has no blocks"),
+        (lambda: CifarResNetSpec.uniform(1, first_residual=(False, True, True)), "stage 1 has no shortcut to keep"),
+        (lambda: CifarResNetSpec.uniform(1, first_residual=(True, False)), "one entry per stage"),
+        (lambda: CifarResNetSpec.uniform(1).replace(blocks=(1, -1, 1)), "integers >= 0"),
     ],
 )
 def test_invalid_specs_raise_clear_errors(make, match: str) -> None:  # type: ignore[no-untyped-def]
@@ -299,3 +302,38 @@ def test_option_a_shortcut_subsampling_is_a_spec_option() -> None:
     assert avg(x).shape == strided(x).shape == (2, 10)
     assert not torch.allclose(avg(x), strided(x))
     assert spec_of(strided).shortcut == "stride"
+
+
+def test_cifar_resnet_sss_fields_leave_old_specs_alone() -> None:
+    spec = variant("resnet56")
+    assert spec.first_residual == (True,) * 3 and not spec.gates
+    old = spec.to_dict()
+    assert "gates" not in old and "first_residual" not in old  # same JSON, same run identities as before
+    assert spec_from_dict(old) == spec
+    assert spec_from_dict({**old, "first_residual": [True] * 3, "gates": False}) == spec
+    gated = spec.replace(gates=True, blocks=(9, 4, 0), first_residual=(True, False, False), block_widths=(16,) * 13)
+    assert spec_from_json(gated.to_json()) == gated
+    assert json.loads(gated.to_json())["first_residual"] == [True, False, False]
+    assert [b for b, _ in gated.block_names()][9:] == ["layer2.1", "layer2.2", "layer2.3", "layer2.4"]
+
+
+def test_cifar_resnet_gates_and_shortcut_only_stages() -> None:
+    torch.manual_seed(0)
+    spec = variant("resnet20", width_mult=0.5).replace(gates=True)
+    model = build_model(spec).eval()
+    assert [k for k in model.state_dict() if "gate" in k] == [f"{b}.gate.weight" for b, _ in spec.block_names()]
+    assert spec_of(model) == spec
+    x = torch.randn(2, 3, 32, 32)
+    before = model(x)
+    with torch.no_grad():
+        model.layer3[2].gate.weight.zero_()
+    assert not torch.allclose(model(x), before)
+    # stage 3 reduced to its option-A shortcut: subsample + zero-pad, no parameters
+    short = spec.replace(blocks=(3, 3, 0), first_residual=(True, True, False), block_widths=(8,) * 6)
+    net = build_model(short).eval()
+    assert not list(net.layer3.parameters()) and net.fc.in_features == 32
+    assert net(x).shape == (2, 10) and spec_of(net) == short
+    feats = torch.rand(1, 16, 8, 8)
+    out = net.layer3(feats)
+    torch.testing.assert_close(out[:, :16], torch.nn.functional.avg_pool2d(feats, 2))
+    assert out.shape == (1, 32, 4, 4) and not out[:, 16:].any()

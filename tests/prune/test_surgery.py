@@ -163,3 +163,16 @@ def test_sss_gates_are_carried_through_surgery() -> None:
     pruned = prune_channels(model, kept)
     assert pruned.spec.gates
     torch.testing.assert_close(pruned(x), model(x), atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize(("name", "mult", "size"), [("preresnet164", 0.25, 16), ("resnet20", 0.5, 16)])
+def test_prune_channels_fills_every_tensor_from_the_old_model(name: str, mult: float, size: int) -> None:
+    model = _net(name, mult, size).double().train()  # the new model is built on meta: nothing may stay there
+    full = {g.name: list(range(g.size)) for g in model.spec.groups()}
+    new = prune_channels(model, full)
+    old_state, new_state = model.state_dict(), new.state_dict()
+    assert new_state.keys() == old_state.keys() and new.training
+    for key, tensor in new_state.items():
+        assert not tensor.is_meta and tensor.dtype == old_state[key].dtype, key
+        assert torch.equal(tensor, old_state[key]), key
+        assert tensor.data_ptr() != old_state[key].data_ptr(), key  # a copy: training one leaves the other

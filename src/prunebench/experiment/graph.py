@@ -100,7 +100,7 @@ def expand(preset: Preset, *, split_hash: str | None = None) -> Plan:
                 seed,
                 {"model": r.large_spec, "recipe": large_recipe, "large_training": r.large_training},
                 {},
-                {"method": m.name, "options": m.options, "save_init": True},
+                {"method": m.name, "options": m.options},
                 m.label,
             )
             b.link(m.label, "unpruned", large)
@@ -111,8 +111,8 @@ def expand(preset: Preset, *, split_hash: str | None = None) -> Plan:
                 seed,
                 {"method": m.name, "options": r.options},
                 {"large": large},
-                {"method": m.name, "options": m.options, "style": r.style, "bn_recal": "pruned_no_ft_bnrecal" in arms,
-                 "is_final": r.finetune is None},
+                {"method": m.name, "options": m.options, "bn_recal": "pruned_no_ft_bnrecal" in arms,
+                 "is_final": r.finetune is None},  # fmt: skip
                 m.label,
             )
             for arm in ("pruned_no_ft", "pruned_no_ft_bnrecal"):

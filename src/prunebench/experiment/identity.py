@@ -47,6 +47,18 @@ def stage_identity(kind: str, config: dict[str, Any], upstream: dict[str, str], 
     return hashlib.sha256(canonical_json(doc).encode()).hexdigest()
 
 
+def jsonable(v: Any) -> Any:
+    """`v` with tuples as lists and anything that is not plain JSON replaced by `<TypeName>`
+    (never a repr: memory addresses would make identities unstable)."""
+    if isinstance(v, dict):
+        return {str(k): jsonable(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [jsonable(x) for x in v]
+    if v is None or isinstance(v, bool | int | float | str):
+        return v
+    return f"<{type(v).__name__}>"
+
+
 def derived_seed(seed: int, tag: str) -> int:
     """An independent seed for a sub-run (a scratch arm must not replay the large model's init stream)."""
     return int(hashlib.sha256(f"{seed}:{tag}".encode()).hexdigest()[:8], 16) % (2**31 - 1)

@@ -12,6 +12,7 @@ from typing import Any
 
 from prunebench.data import DatasetInfo, dataset_info
 from prunebench.errors import ConfigError, PrunebenchError
+from prunebench.experiment.identity import jsonable
 from prunebench.experiment.preset import MethodConfig, Preset
 
 # ImageNet is planned but not loadable yet (GPU presets): its static facts (protocol §2.2),
@@ -70,29 +71,18 @@ class ResolvedMethod:
     large_spec: dict[str, Any]
     large_training: dict[str, Any]
     options: dict[str, Any]
-    style: str
     finetune: dict[str, Any] | None
-
-
-def _plain(v: Any) -> Any:
-    if isinstance(v, dict):
-        return {str(k): _plain(x) for k, x in v.items()}
-    if isinstance(v, list | tuple):
-        return [_plain(x) for x in v]
-    if v is None or isinstance(v, bool | int | float | str):
-        return v
-    return f"<{type(v).__name__}>"  # never a repr: addresses would make hashes unstable
 
 
 def callback_fingerprint(callbacks: list[Any]) -> list[dict[str, Any]]:
     """What a callback does to training: its type and its plain settings."""
-    return [{"type": type(cb).__qualname__, "settings": _plain(dict(sorted(vars(cb).items())))} for cb in callbacks]
+    return [{"type": type(cb).__qualname__, "settings": jsonable(dict(sorted(vars(cb).items())))} for cb in callbacks]
 
 
 def resolve_method(preset: Preset, m: MethodConfig) -> ResolvedMethod:
     if preset.unsupported:  # a stub: identities from the declarations alone
         declared = {"variant": preset.model.variant, "width_mult": preset.model.width_mult, "options": preset.model.options}
-        return ResolvedMethod(declared, {"method": m.name}, m.options, "unknown", preset.finetune.to_dict())
+        return ResolvedMethod(declared, {"method": m.name}, m.options, preset.finetune.to_dict())
     from prunebench.prune import get_method
 
     method = get_method(m.name)
@@ -106,7 +96,6 @@ def resolve_method(preset: Preset, m: MethodConfig) -> ResolvedMethod:
     return ResolvedMethod(
         large_spec=spec.to_dict(),
         large_training=training,
-        options=_plain(dataclasses.asdict(m.parsed)),
-        style=method.style,
+        options=jsonable(dataclasses.asdict(m.parsed)),
         finetune=None if ft is None else ft.to_dict(),
     )

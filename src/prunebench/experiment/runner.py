@@ -46,6 +46,15 @@ def _fmt_time(seconds: float) -> str:
     return f"{seconds // 3600}h{seconds // 60 % 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
 
 
+def _cost(stage: Stage) -> float:
+    """Rough relative cost of a stage for the ETA: its training epochs (Scratch-B: about twice
+    the base; pruning: about one epoch's worth of work)."""
+    recipe = stage.config.get("recipe")
+    if recipe is None:
+        return 1.0
+    return recipe["epochs"] * (2.0 if stage.kind == "scratch_b" else 1.0)
+
+
 def run_experiment(
     preset: Preset,
     out_dir: str | Path,
@@ -94,6 +103,7 @@ def _schedule(
     failed: list[tuple[Stage, BaseException]] = []
     blocked: set[str] = set()
     start, finished, total, first = time.monotonic(), 0, len(plan.stages), len(done)
+    cost_done, cost_left = 0.0, sum(map(_cost, todo))
     try:
         while waiting or running:
             for s in [s for s in waiting if all(u in done for u in s.upstream.values())]:
@@ -102,9 +112,8 @@ def _schedule(
                 waiting.remove(s)
                 if progress:
                     eta = ""
-                    if finished:
-                        left = (time.monotonic() - start) / finished * (len(todo) - finished)
-                        eta = f" (ETA {_fmt_time(left)})"
+                    if cost_done:
+                        eta = f" (ETA {_fmt_time((time.monotonic() - start) / cost_done * cost_left)})"
                     say(f"stage {first + finished + len(running) + 1}/{total}: {s.describe()}{eta}")
                 ups = {r: dirs[u] for r, u in s.upstream.items()}
                 task = StageTask(str(exp_dir), s, ups, device, threads, plan.preset.log_test_every_epoch)
@@ -117,6 +126,7 @@ def _schedule(
             for fut in executor.wait(list(running)):
                 s = running.pop(fut)
                 finished += 1
+                cost_done, cost_left = cost_done + _cost(s), cost_left - _cost(s)
                 error = fut.exception()
                 if error is None:
                     done.add(s.id)

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from prunebench.experiment.identity import jsonable
 from prunebench.experiment.store import BACKWARD_MULTIPLIER, Store
 
 STAGES_DIR = "stages"
@@ -131,14 +132,11 @@ def _measure(model: nn.Module, masks: dict[str, torch.Tensor] | None) -> dict[st
         "params_total": params.total,
         "params_nonzero": params.nonzero,
         "flops": flops.flops,
-        "flops_mode": f"reference{' sparse' if flops.sparse else ''} v{flops.counter_version} @{'x'.join(map(str, flops.input_shape))}",
+        # "<mode> counter v<version> at <input shape>": the report shows the mode in each cell
+        "flops_mode": f"{flops.mode}{'-sparse' if flops.sparse else ''} counter v{flops.counter_version} at {'x'.join(map(str, flops.input_shape))}",
         "latency_ms": latency.median_ms,
-        "arch": {"spec": spec.to_dict(), "widths": _plain(spec.widths()), "densities": densities},
+        "arch": {"spec": spec.to_dict(), "widths": jsonable(spec.widths()), "densities": densities},
     }
-
-
-def _plain(v: Any) -> Any:
-    return json.loads(json.dumps(v, default=str))
 
 
 def _record_training(ctx: _Ctx, arm: str, model: nn.Module, masks: Any, result: Any, recipe: Any, **budget: Any) -> None:
@@ -217,7 +215,7 @@ def _prune(ctx: _Ctx) -> tuple[str, dict[str, Any]]:
         method, opts = _method(stage)
         seed_everything(stage.seed)
         res = method.prune(large, ctx.splits, opts, seed=stage.seed)
-        meta = {"kept": res.kept, "info": _plain(res.info), "style": res.info.get("style") or _style(res.masks)}
+        meta = {"kept": res.kept, "info": jsonable(res.info), "style": res.info.get("style") or _style(res.masks)}
         save_model(out, res.model, masks=res.masks, meta=meta)
     model, masks, meta = load_model(out)
     info, s = ctx.splits.info, ctx.splits

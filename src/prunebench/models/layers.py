@@ -1,4 +1,4 @@
-"""Small layers shared by the families: channel selection and the SSS block gate."""
+"""Small layers and helpers shared by the families: channel selection, the SSS block gate and stage layout."""
 
 from __future__ import annotations
 
@@ -21,7 +21,11 @@ class ChannelSelection(nn.Module):
 
     def __init__(self, indices: Sequence[int]) -> None:
         super().__init__()
-        self.register_buffer("indices", torch.tensor(list(indices), dtype=torch.long))
+        # the indices come from the spec, so they stay real when the model is built on the
+        # meta device (surgery builds there and loads the weights after)
+        device = torch.get_default_device()
+        device = torch.device("cpu") if device.type == "meta" else device
+        self.register_buffer("indices", torch.tensor(list(indices), dtype=torch.long, device=device))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x.index_select(1, self.indices)
@@ -39,6 +43,29 @@ class Gate(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.weight
+
+
+def block_paths(blocks: Sequence[int], first_residual: Sequence[bool]) -> list[tuple[str, int]]:
+    """(module path, stage) of every residual block; a stage without its first residual
+    branch starts with a shortcut-only unit at index 0, so its blocks start at 1."""
+    out = []
+    for s, (n, first) in enumerate(zip(blocks, first_residual, strict=True)):
+        offset = 0 if first else 1
+        out += [(f"layer{s + 1}.{b + offset}", s) for b in range(n)]
+    return out
+
+
+def check_stages(label: str, blocks: Sequence[int], first_residual: Sequence[bool], reshapes: Sequence[bool]) -> None:
+    """Validate the SSS stage layout: `reshapes[s]` says whether stage s's shortcut changes the tensor."""
+    if any(isinstance(n, bool) or not isinstance(n, int) or n < 0 for n in blocks):
+        raise SpecError(f"{label}: blocks per stage must be integers >= 0, got {list(blocks)}")
+    if not len(blocks) == len(first_residual) == len(reshapes):
+        raise SpecError(f"{label}: blocks, planes and first_residual need one entry per stage")
+    for s, (n, first, reshape) in enumerate(zip(blocks, first_residual, reshapes)):
+        if first and n == 0:
+            raise SpecError(f"{label}: stage {s + 1} has no blocks (set first_residual false to keep its shortcut)")
+        if not first and not reshape:
+            raise SpecError(f"{label}: stage {s + 1} has no shortcut to keep; drop its block instead")
 
 
 def bn_members(bn: str) -> list[tuple[str, int, int]]:

@@ -19,8 +19,10 @@ from prunebench.models.init import InitSpec
 from prunebench.models.layers import (
     ChannelSelection,
     Gate,
+    block_paths,
     bn_members,
     check_selection,
+    check_stages,
     compose_selections,
     read_selection,
     selection_of,
@@ -160,11 +162,7 @@ class ResNetSpec(InitSpec):
     # -- geometry -------------------------------------------------------------------
     def block_names(self) -> list[tuple[str, int]]:
         """(module path, stage) of every residual block."""
-        out = []
-        for s, (n, first) in enumerate(zip(self.blocks, self.first_residual, strict=True)):
-            offset = 0 if first else 1
-            out += [(f"layer{s + 1}.{b + offset}", s) for b in range(n)]
-        return out
+        return block_paths(self.blocks, self.first_residual)
 
     def block_inputs(self) -> list[int]:
         widths, cin = [], self.stem
@@ -185,20 +183,9 @@ class ResNetSpec(InitSpec):
         check_positive(self.label, "stage widths", self.planes)
         check_positive(self.label, "the stem width", self.stem)
         check_positive(self.label, "inner widths", self.inner)
-        if any(isinstance(n, bool) or not isinstance(n, int) or n < 0 for n in self.blocks):
-            raise SpecError(f"{self.label}: blocks per stage must be integers >= 0, got {list(self.blocks)}")
-        if not len(self.planes) == len(self.blocks) == len(self.first_residual):
-            raise SpecError(f"{self.label}: blocks, planes and first_residual need one entry per stage")
-        cin = self.stem
-        for s, (n, planes, first) in enumerate(zip(self.blocks, self.planes, self.first_residual, strict=True)):
-            cout = planes * EXPANSION[self.block]
-            if first and n == 0:
-                raise SpecError(
-                    f"{self.label}: stage {s + 1} has no blocks (set first_residual false to keep its projection)"
-                )
-            if not first and s == 0 and cin == cout:
-                raise SpecError(f"{self.label}: stage 1 has no projection to keep; drop its block instead")
-            cin = cout
+        # later stages are strided; stage 1 has a projection only if the stem width differs
+        reshapes = [s > 0 or self.stem != p * EXPANSION[self.block] for s, p in enumerate(self.planes)]
+        check_stages(self.label, self.blocks, self.first_residual, reshapes)
         n = sum(self.blocks)
         per = 1 if self.block == "basic" else 2
         if len(self.inner) != n or any(len(w) != per for w in self.inner):

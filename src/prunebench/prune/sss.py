@@ -1,5 +1,9 @@
 """Sparse Structure Selection (Huang & Wang, ECCV 2018) on residual blocks.
 
+Works on both zoo ResNet families (ImageNet layout and the CIFAR option-A nets):
+they share the gate naming (`<block>.gate.weight`), the reshaping shortcut's name
+(`<block>.downsample`) and the stage layout (blocks per stage, first-residual flags).
+
 Every residual branch gets a scalar gate λ_b (block = x + λ_b·F_b(x)); the large
 model is trained with an L1 penalty γ Σ|λ_b| on the gates, optimised by the
 paper's accelerated proximal gradient (APG) in its momentum form:
@@ -16,7 +20,7 @@ training the gates hold the proximal iterate λ itself, so checkpoints and
 evaluations see the exact zeros.
 
 Pruning removes the blocks whose gate is exactly 0 (a stage's first block keeps its
-projection shortcut), folds the surviving gates into the branch's last BN, and
+projection or option-A shortcut), folds the surviving gates into the branch's last BN, and
 returns a physically shallower net without gates that computes the same function.
 """
 
@@ -30,13 +34,20 @@ import torch
 from torch import nn
 
 from prunebench.errors import ConfigError, SpecError
-from prunebench.models import ModelSpec, ResNetSpec, variant
+from prunebench.models import CifarResNetSpec, ModelSpec, ResNetSpec, variant
 from prunebench.prune.activations import Timer
 from prunebench.prune.base import PruneMethod, PruneResult
 from prunebench.prune.registry import register
+from prunebench.prune.surgery import build_loaded
 from prunebench.train import Callback, TrainContext
 
 TARGETS = ("resnet41", "resnet32", "resnet26")
+# the supported families -> their spec fields with one entry per residual block
+PER_BLOCK: dict[type[ModelSpec], tuple[str, ...]] = {
+    ResNetSpec: ("inner", "selections"),
+    CifarResNetSpec: ("block_widths",),
+}
+GatedSpec = ResNetSpec | CifarResNetSpec
 
 
 @dataclass(frozen=True)
@@ -133,20 +144,22 @@ class GateAPG(Callback):
         self.v, self.prox = state["v"].double(), state["prox"].double()
 
 
-def _resnet_spec(spec: Any) -> ResNetSpec:
-    if not isinstance(spec, ResNetSpec):
-        raise SpecError(f"SSS works on the zoo's ResNets (family 'resnet'), not {getattr(spec, 'family', spec)!r}")
+def _resnet_spec(spec: Any) -> GatedSpec:
+    if type(spec) not in PER_BLOCK:
+        families = ", ".join(repr(cls.family) for cls in PER_BLOCK)
+        raise SpecError(f"SSS works on the zoo's ResNets (families {families}), not {getattr(spec, 'family', spec)!r}")
     return spec
 
 
-def _stages(spec: ResNetSpec) -> list[list[str]]:
+def _stages(spec: GatedSpec) -> list[list[str]]:
     out: list[list[str]] = [[] for _ in spec.blocks]
     for blk, stage in spec.block_names():
         out[stage].append(blk)
     return out
 
 
-def _has_projection(model: nn.Module, blk: str) -> bool:
+def _has_shortcut(model: nn.Module, blk: str) -> bool:
+    """Whether the block's shortcut reshapes (projection or option-A), so it survives its branch."""
     return hasattr(model.get_submodule(blk), "downsample")
 
 
@@ -157,9 +170,9 @@ def _choose(model: nn.Module, values: dict[str, float], opts: SSSOptions) -> dic
         return {blk: v != 0.0 for blk, v in values.items()}
     order = sorted(values, key=lambda b: (-abs(values[b]), list(values).index(b)))  # ties: earlier block first
     if opts.keep_blocks is not None:
-        # a stage without a projection must keep a block: its largest gate goes first
+        # a stage without a reshaping shortcut must keep a block: its largest gate goes first
         forced = [max(names, key=lambda b: abs(values[b])) for s, names in enumerate(_stages(spec))
-                  if names and spec.first_residual[s] and not _has_projection(model, names[0])]  # fmt: skip
+                  if names and spec.first_residual[s] and not _has_shortcut(model, names[0])]  # fmt: skip
         if not len(forced) <= opts.keep_blocks <= len(values):
             raise ConfigError(f"sss: keep_blocks must be between {len(forced)} and {len(values)} for this model")
         top = set(forced + [b for b in order if b not in forced][: opts.keep_blocks - len(forced)])
@@ -187,58 +200,50 @@ def _choose(model: nn.Module, values: dict[str, float], opts: SSSOptions) -> dic
 
 
 def guard_stages(model: nn.Module, keep: dict[str, bool]) -> list[str]:
-    """A stage without a projection cannot be emptied in the zoo: keep its first block (gate 0 → identity)."""
+    """A stage without a reshaping shortcut cannot be emptied: keep its first block (gate 0 → identity)."""
     notes = []
     for s, names in enumerate(_stages(model.spec)):
         if names and model.spec.first_residual[s] and not any(keep[b] for b in names):
-            if not _has_projection(model, names[0]):
+            if not _has_shortcut(model, names[0]):
                 keep[names[0]] = True
-                notes.append(f"stage {s + 1} has no projection to keep: {names[0]} kept (its gate is folded in)")
+                notes.append(f"stage {s + 1} has no shortcut to keep: {names[0]} kept (its gate is folded in)")
     return notes
 
 
 def remove_blocks(model: nn.Module, keep: dict[str, bool]) -> nn.Module:
     """The shallower net without gates: survivors' weights copied, their gates folded into the last BN."""
     spec = _resnet_spec(model.spec)
-    blocks, firsts, inner, sels = [], [], [], []
+    blocks, firsts = [], []
+    fields = [f for f in PER_BLOCK[type(spec)] if getattr(spec, f)]  # an empty field (no selections) stays so
+    per_block: dict[str, list[Any]] = {f: [] for f in fields}
     mapping: dict[str, str] = {}  # old module prefix -> new
     index = {blk: k for k, (blk, _) in enumerate(spec.block_names())}
     for s, names in enumerate(_stages(spec)):
         first_res = spec.first_residual[s]
-        if not first_res:  # an earlier removal left a projection-only unit: it stays
+        if not first_res:  # an earlier removal left a shortcut-only unit: it stays
             mapping[f"layer{s + 1}.0."] = f"layer{s + 1}.0."
-        if first_res and not keep[names[0]] and _has_projection(model, names[0]):
-            first_res = False  # the projection stays as a projection-only unit
+        if first_res and not keep[names[0]] and _has_shortcut(model, names[0]):
+            first_res = False  # the shortcut stays as a shortcut-only unit
             mapping[f"{names[0]}.downsample."] = f"layer{s + 1}.0.downsample."
         offset = 0 if first_res else 1
         survivors = [b for b in names if keep[b]]
         if not survivors and first_res:
-            raise SpecError(f"SSS would empty stage {s + 1}, which has no projection to keep; keep one of its blocks")
+            raise SpecError(f"SSS would empty stage {s + 1}, which has no shortcut to keep; keep one of its blocks")
         for j, blk in enumerate(survivors):
             mapping[f"{blk}."] = f"layer{s + 1}.{j + offset}."
-            inner.append(spec.inner[index[blk]])
-            if spec.selections:
-                sels.append(spec.selections[index[blk]])
+            for f in fields:
+                per_block[f].append(getattr(spec, f)[index[blk]])
         blocks.append(len(survivors))
         firsts.append(first_res)
-    new_spec = dataclasses.replace(spec, blocks=tuple(blocks), first_residual=tuple(firsts), inner=tuple(inner),
-                                   selections=tuple(sels), gates=False)  # fmt: skip
-    new_spec.validate()
-    new = new_spec.build()
-    state = new.state_dict()
-    old = model.state_dict()
+    new_spec = spec.replace(blocks=tuple(blocks), first_residual=tuple(firsts), gates=False,
+                            **{f: tuple(v) for f, v in per_block.items()})  # fmt: skip
+    state = {}
     folded = _folded(model, [b for b, k in keep.items() if k])
-    for key, value in old.items():
-        if ".gate." in key:
-            continue
-        new_key = _rename(key, mapping)
-        if new_key is None:
-            continue
-        state[new_key] = folded.get(key, value)
-    new.load_state_dict(state)
-    new.to(next(model.parameters()).device)
-    new.train(model.training)
-    return new
+    for key, value in model.state_dict().items():
+        new_key = None if ".gate." in key else _rename(key, mapping)
+        if new_key is not None:
+            state[new_key] = folded[key] if key in folded else value.clone()
+    return build_loaded(new_spec, state, model)
 
 
 def _rename(key: str, mapping: dict[str, str]) -> str | None:

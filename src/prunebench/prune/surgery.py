@@ -1,7 +1,8 @@
 """Generic channel surgery driven by the zoo's channel groups (methods.md §1.3, §1.5).
 
 `prune_channels` builds the pruned spec and slices every tensor a group names;
-`channel_masks` is its exact mask equivalent.  `prune_foreign` handles models
+`channel_masks` is its exact mask equivalent.  `build_loaded` builds a model
+straight from a state dict, with no random initialisation to throw away.  `prune_foreign` handles models
 outside the zoo through Torch-Pruning's dependency graph.
 """
 
@@ -33,38 +34,49 @@ def _columns(kept: Sequence[int], repeat: int) -> torch.Tensor:
     return (idx[:, None] * repeat + torch.arange(repeat)).reshape(-1)
 
 
+def build_loaded(spec: ModelSpec, state: dict[str, torch.Tensor], like: nn.Module) -> nn.Module:
+    """`spec`'s model holding exactly `state`, on `like`'s device/dtype and in its train/eval mode.
+
+    The model is built on the meta device, so no memory is filled and no random
+    initialisation is paid for; `state` must then name every tensor (a strict load,
+    which also checks the shapes).  Channel-selection indices always come from the
+    spec.  The state's tensors are adopted, not copied: pass tensors nobody else holds.
+    """
+    with torch.device("meta"):
+        new = spec.build()
+    state = dict(state)
+    for name, m in new.named_modules():
+        if isinstance(m, ChannelSelection):
+            state[f"{name}.indices"] = m.indices
+    new.load_state_dict(state, assign=True)  # strict: a missing tensor would stay on meta
+    ref = next(like.parameters())
+    new.to(device=ref.device, dtype=ref.dtype)
+    new.train(like.training)
+    return new
+
+
 def prune_channels(model: nn.Module, kept: dict[str, list[int]]) -> nn.Module:
     """A new zoo model keeping `kept[group]` channels of each named group, weights inherited.
 
-    Group members are `index_select`-ed; every other tensor is copied unchanged,
+    Group members are `index_select`-ed; every other tensor is cloned unchanged,
     except channel-selection indices, which come from the pruned spec.
     """
     spec = _spec(model)
     groups = spec.groups()
     norm = normalize_kept(groups, kept)
-    new = spec.with_kept(kept).build()
+    new_spec = spec.with_kept(kept)
     slices: dict[str, list[tuple[int, torch.Tensor]]] = {}
     for g in groups:
         if g.name in norm:
             for key, dim, repeat in g.members:
                 slices.setdefault(key, []).append((dim, _columns(norm[g.name], repeat)))
-    fresh = {f"{name}.indices" for name, m in new.named_modules() if isinstance(m, ChannelSelection)}
-    target = new.state_dict()
     state = {}
     for key, tensor in model.state_dict().items():
-        if key in fresh:
-            state[key] = target[key]
-            continue
+        sliced = tensor
         for dim, idx in slices.get(key, ()):
-            tensor = tensor.index_select(dim, idx.to(tensor.device))
-        if tensor.shape != target[key].shape:  # a family's groups disagree with its build: a bug, not user error
-            raise RuntimeError(f"surgery: {key} sliced to {tuple(tensor.shape)}, expected {tuple(target[key].shape)}")
-        state[key] = tensor
-    new.load_state_dict(state)
-    ref = next(model.parameters())
-    new.to(device=ref.device, dtype=ref.dtype)
-    new.train(model.training)
-    return new
+            sliced = sliced.index_select(dim, idx.to(tensor.device))
+        state[key] = sliced if sliced is not tensor else tensor.clone()
+    return build_loaded(new_spec, state, model)
 
 
 def _mask_rows(masks: dict[str, torch.Tensor], key: str, shape: torch.Size, dim: int, drop: torch.Tensor) -> None:

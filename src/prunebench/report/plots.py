@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
+import torch
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
@@ -37,7 +38,8 @@ def tradeoff_plots(tables: list[MethodTable], out_dir: Path, experiment: str) ->
         ax.set_ylabel("test accuracy (%)")
         ax.set_title(f"{experiment}: accuracy vs {label.split(' (')[0]}")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        if series:
+            ax.legend(fontsize=7)
         fig.tight_layout()
         path = out_dir / f"{_slug(experiment)}-accuracy-vs-{key}.png"
         fig.savefig(path, dpi=110)
@@ -97,6 +99,43 @@ def sparsity_plot(t: MethodTable, out_dir: Path) -> Path | None:
     ax.set_title(f"{t.method}: per-layer density (mean of {len(dens)} runs)")
     fig.tight_layout()
     path = out_dir / f"{_slug(t.experiment)}-{_slug(t.method)}-sparsity.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+HISTOGRAM_ARMS = ("unpruned", "finetuned", "scratch_e")
+
+
+def weight_histogram_plot(t: MethodTable, exp_dir: Path) -> Path | None:
+    """Histograms of the non-zero conv weights of the first seed's unpruned, fine-tuned and
+    Scratch-E models (E14: a fine-tuned unstructured model keeps a gap around zero)."""
+    from prunebench.train import load_model
+
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    drawn = 0
+    for arm in HISTOGRAM_ARMS:
+        stats = t.arm(arm)
+        if not stats:
+            continue
+        row = min(stats.rows, key=lambda r: r["seed"])
+        folder = exp_dir / "stages" / f"{row['kind']}-{row['stage_id'][:12]}" / "final"
+        if not folder.is_dir():
+            continue
+        model, _, _ = load_model(folder)
+        values = torch.cat([p.detach().flatten() for p in model.parameters() if p.dim() == 4])
+        values = values[values != 0]
+        ax.hist(values.numpy(), bins=200, histtype="step", density=True, label=f"{arm_label(arm)} (seed {row['seed']})")
+        drawn += 1
+    if not drawn:
+        plt.close(fig)
+        return None
+    ax.set_xlabel("conv weight value (non-zero)")
+    ax.set_ylabel("density")
+    ax.set_title(f"{t.method}: conv weight distributions")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path = exp_dir / f"{_slug(t.experiment)}-{_slug(t.method)}-weights.png"
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path

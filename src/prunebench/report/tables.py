@@ -137,11 +137,14 @@ def markdown_table(t: MethodTable) -> str:
     for a in t.arms:
         vs = a.vs_finetuned.verdict if a.vs_finetuned else ""
         lines.append(
-            f"| {arm_label(a.arm)} | {pct(a.acc)} | {ci(a.acc)} | {vs} | {num(a.params)} | {num(a.flops)} | "
+            f"| {arm_label(a.arm)} | {pct(a.acc)} | {ci(a.acc)} | {vs} | {num(a.params)} | {num(a.flops)} {a.flops_mode.split(' ')[0]} | "
             f"{f'{a.ratio:.2f}x' if a.ratio else '–'} | {f'{a.latency_ms:.3f}' if a.latency_ms else '–'} | "
             f"{f'{a.epochs:.3g}' if a.epochs is not None else '–'} | {num(a.training_flops)} | "
             f"{f'{a.wall_s:.1f}' if a.wall_s is not None else '–'} | {pct(a.compat)} |"
         )
+    modes = sorted({a.flops_mode for a in t.arms if a.flops_mode})
+    if modes:
+        lines += ["", "FLOPs per image: " + "; ".join(modes) + "."]
     return "\n".join(lines)
 
 

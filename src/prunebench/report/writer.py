@@ -15,7 +15,7 @@ import prunebench
 from prunebench.errors import PrunebenchError
 from prunebench.experiment import Store
 from prunebench.experiment.store import BACKWARD_MULTIPLIER, STORE_FILE
-from prunebench.report.plots import sparsity_plot, tradeoff_plots, width_plot
+from prunebench.report.plots import sparsity_plot, tradeoff_plots, weight_histogram_plot, width_plot
 from prunebench.report.stats import ALPHA
 from prunebench.report.tables import MethodTable, build_tables, latex_table, markdown_table, paper_table
 
@@ -87,7 +87,8 @@ def _experiment_section(exp: str, preset: dict[str, Any], tables: list[MethodTab
     md.append("")
     for t in tables:
         md += [f"### {t.dataset} / {t.model} / {t.method}", "", markdown_table(t), ""]
-        for plot in (width_plot(t, exp_dir), sparsity_plot(t, exp_dir)):
+        histograms = weight_histogram_plot(t, exp_dir) if preset.get("weight_histograms") else None
+        for plot in (width_plot(t, exp_dir), sparsity_plot(t, exp_dir), histograms):
             if plot:
                 md += [f"![{plot.stem}]({plot.name})", ""]
     for plot in tradeoff_plots(tables, exp_dir, exp):

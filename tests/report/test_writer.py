@@ -26,7 +26,7 @@ def _fill(exp_dir: Path) -> None:
             store.add_stages("hand", [Stage(sid, arm, seed, {}, {}, {}, ("l1",))], [("l1", arm, sid)])
             widths = [64, "M", 128] if arm == "unpruned" else [32, "M", 64]
             store.add_result(sid, arm, seed, primary_acc=acc, final_test_acc=acc, params_nonzero=1000 if arm == "unpruned" else 400,
-                             flops=2e6 if arm == "unpruned" else 1e6, flops_mode="reference", latency_ms=1.0,
+                             flops=2e6 if arm == "unpruned" else 1e6, flops_mode="reference counter v1 at 3x32x32", latency_ms=1.0,
                              best_test_acc_compat=acc + 0.01, arch={"widths": widths})  # fmt: skip
             store.set_budget(sid, epochs=160 if arm != "scratch_b" else 320, training_flops=1e12)
             store.mark_done(sid)
@@ -42,6 +42,7 @@ def test_report_tables_statistics_and_files(tmp_path: Path) -> None:
     assert "| Scratch-E | 91.00 (n=1) | n/a (n < 2) | n too small to tell |" in report
     half = 100 * stats.t.ppf(0.975, 2) * 0.01 / 3**0.5
     assert f"[{91 - half:.2f}, {91 + half:.2f}]" in report
+    assert "| 1.00M reference | 2.00x |" in report and "FLOPs per image: reference counter v1 at 3x32x32." in report
     assert "| 2.00x |" in report and "92.00 ± 1.00 (n=3)" in report  # FLOPs ratio; best-on-test column
     assert "91.00 ($\\pm$1.00)" in (tmp_path / "report.tex").read_text()
     assert {p.name for p in tmp_path.glob("*.png")} == {
