@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from prunebench.experiment.identity import jsonable
+from prunebench.experiment.resolve import recipe_of
 from prunebench.experiment.store import BACKWARD_MULTIPLIER, Store
 
 STAGES_DIR = "stages"
@@ -176,12 +177,6 @@ def _load_pruned(ctx: _Ctx) -> tuple[nn.Module, Any, dict[str, Any]]:
     return model, masks, meta or {}
 
 
-def _recipe(d: dict[str, Any]) -> Any:
-    from prunebench.train import Recipe
-
-    return Recipe.from_dict(d)
-
-
 def _style(masks: Any) -> str:
     return "mask" if masks else "physical"
 
@@ -198,7 +193,7 @@ def _train_large(ctx: _Ctx) -> tuple[str, dict[str, Any]]:
     seed_everything(ctx.stage.seed)  # before building anything: the init is part of the seed
     model = spec.build()
     callbacks = [SaveInitCallback(), *method.large_training(opts, spec)]
-    recipe = _recipe(ctx.stage.config["recipe"])
+    recipe = recipe_of(ctx.stage.config["recipe"])
     result = _train(ctx, model, recipe, seed=ctx.stage.seed, callbacks=callbacks)
     _record_training(ctx, "unpruned", model, None, result, recipe)
     return "physical", {"large_training": ctx.stage.config["large_training"]["kind"]}
@@ -239,7 +234,7 @@ def _finetune(ctx: _Ctx) -> tuple[str, dict[str, Any]]:
     model, masks, meta = _load_pruned(ctx)
     seed_everything(ctx.stage.seed)
     callbacks = method.finetune_callbacks(opts, PruneResult(model, masks, meta.get("kept"), meta.get("info") or {}))
-    recipe = _recipe(ctx.stage.config["recipe"])
+    recipe = recipe_of(ctx.stage.config["recipe"])
     result = _train(ctx, model, recipe, seed=ctx.stage.seed, masks=masks, callbacks=callbacks)
     _record_training(ctx, "finetuned", model, masks, result, recipe)
     return _style(masks), {}
@@ -257,7 +252,7 @@ def _scratch(ctx: _Ctx, arm: str, recipe: Any, **budget: Any) -> tuple[str, dict
 
 
 def _scratch_e(ctx: _Ctx) -> tuple[str, dict[str, Any]]:
-    return _scratch(ctx, "scratch_e", _recipe(ctx.stage.config["recipe"]))
+    return _scratch(ctx, "scratch_e", recipe_of(ctx.stage.config["recipe"]))
 
 
 def scratch_b_recipe(large_dir: Path, pruned: nn.Module, masks: Any, config: dict[str, Any]) -> tuple[Any, Any]:
@@ -266,7 +261,7 @@ def scratch_b_recipe(large_dir: Path, pruned: nn.Module, masks: Any, config: dic
     from prunebench.models import spec_from_json
 
     large = spec_from_json((large_dir / "final" / "spec.json").read_text()).build()
-    base = _recipe(config["recipe"])
+    base = recipe_of(config["recipe"])
     ratio = flops_ratio(large, pruned, masks)
     budget = scratch_b_budget(base.epochs, base.milestones, ratio, BudgetPolicy(**config["budget"]))
     return base.replace(epochs=budget.epochs, milestones=budget.milestones), budget
@@ -291,7 +286,7 @@ def _uniform(ctx: _Ctx) -> tuple[str, dict[str, Any]]:
     spec, factor = uniform_spec(large, target_params=target)
     seed = ctx.stage.config["init_seed"]
     model, _ = scratch_model(spec, seed=seed)
-    recipe = _recipe(ctx.stage.config["recipe"])
+    recipe = recipe_of(ctx.stage.config["recipe"])
     result = _train(ctx, model, recipe, seed=seed)
     _record_training(ctx, "uniform_scratch", model, None, result, recipe)
     return "physical", {"paired_prune": ctx.stage.upstream["pruned"], "width_factor": factor, "target_params": target}
@@ -316,7 +311,7 @@ def _ticket(ctx: _Ctx) -> tuple[str, dict[str, Any]]:
     else:
         model, _ = scratch_model(pruned, seed=seed, selection_from=pruned)
     lr = ctx.stage.payload["lr"]
-    recipe = lottery_recipe(_recipe(ctx.stage.config["recipe"]), lr)
+    recipe = lottery_recipe(recipe_of(ctx.stage.config["recipe"]), lr)
     result = _train(ctx, model, recipe, seed=seed, masks=masks)
     _record_training(ctx, f"{ctx.stage.kind}_lr{lr:g}", model, masks, result, recipe)
     return _style(masks), {"paired_prune": ctx.stage.upstream["pruned"], "lr": lr}

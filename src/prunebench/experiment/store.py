@@ -186,10 +186,6 @@ class Store:
                 (stage_id, *(_json(v) for v in fields.values())),
             )
 
-    def budget(self, stage_id: str) -> dict[str, Any] | None:
-        row = self._db.execute("SELECT * FROM budgets WHERE stage_id = ?", (stage_id,)).fetchone()
-        return dict(row) if row else None
-
     # -- reading for reports ------------------------------------------------------------
     def rows(self, experiment: str | None = None) -> list[dict[str, Any]]:
         """One row per (experiment, method, arm, seed): the result joined with its stage and budget."""

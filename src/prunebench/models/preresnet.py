@@ -24,7 +24,7 @@ from prunebench.models.layers import (
     selection_of,
 )
 from prunebench.models.resnet_cifar import conv_out
-from prunebench.models.spec import ChannelGroup, check_positive, normalize_kept, register_family, scale_width
+from prunebench.models.spec import ChannelGroup, check_positive, normalize_kept, register_family, scale_staged
 
 EXPANSION = {"bottleneck": 4, "basic": 1}
 
@@ -199,13 +199,7 @@ class PreResNetSpec(InitSpec):
         return [[sizes[k], *w] for k, w in enumerate(self.inner)] + [sizes[-1]]
 
     def scaled(self, factor: float, *, inner_only: bool = False) -> PreResNetSpec:
-        inner = tuple(tuple(scale_width(w, factor) for w in ws) for ws in self.inner)
-        if inner_only:
-            return dataclasses.replace(self, inner=inner)
-        return dataclasses.replace(  # new full widths: selections reset to "all"
-            self, inner=inner, stem=scale_width(self.stem, factor),
-            planes=tuple(scale_width(p, factor) for p in self.planes), selections=((),) * len(self.selections),
-        )
+        return scale_staged(self, factor, inner_only=inner_only)
 
     def from_module(self, module: nn.Module) -> PreResNetSpec:
         blocks = [module.get_submodule(blk) for blk, _ in self.block_names()]

@@ -27,7 +27,7 @@ from prunebench.models.layers import (
     read_selection,
     selection_of,
 )
-from prunebench.models.spec import ChannelGroup, check_positive, normalize_kept, register_family, scale_width
+from prunebench.models.spec import ChannelGroup, check_positive, normalize_kept, register_family, scale_staged
 
 EXPANSION = {"basic": 1, "bottleneck": 4}
 
@@ -236,13 +236,7 @@ class ResNetSpec(InitSpec):
         return [[r, *w] for r, w in zip(reads, self.inner, strict=True)]
 
     def scaled(self, factor: float, *, inner_only: bool = False) -> ResNetSpec:
-        inner = tuple(tuple(scale_width(w, factor) for w in ws) for ws in self.inner)
-        if inner_only:
-            return dataclasses.replace(self, inner=inner)
-        return dataclasses.replace(  # new full widths: selections reset to "all"
-            self, inner=inner, stem=scale_width(self.stem, factor),
-            planes=tuple(scale_width(p, factor) for p in self.planes), selections=((),) * len(self.selections),
-        )
+        return scale_staged(self, factor, inner_only=inner_only)
 
     def from_module(self, module: nn.Module) -> ResNetSpec:
         blocks = [module.get_submodule(blk) for blk, _ in self.block_names()]

@@ -147,6 +147,17 @@ def scale_width(width: int, factor: float) -> int:
     return max(1, int(round(width * factor)))
 
 
+def scale_staged(spec: Any, factor: float, *, inner_only: bool) -> Any:
+    """`scaled()` of the staged ResNet families (fields `inner`, `stem`, `planes`, `selections`)."""
+    inner = tuple(tuple(scale_width(w, factor) for w in ws) for ws in spec.inner)
+    if inner_only:
+        return dataclasses.replace(spec, inner=inner)
+    return dataclasses.replace(  # new full widths: selections reset to "all"
+        spec, inner=inner, stem=scale_width(spec.stem, factor),
+        planes=tuple(scale_width(p, factor) for p in spec.planes), selections=((),) * len(spec.selections),
+    )
+
+
 def _plain(v: Any) -> Any:
     if isinstance(v, tuple | list):
         return [_plain(x) for x in v]
