@@ -24,7 +24,7 @@ def test_report_has_every_arm_cis_and_plots(demo_dir: Path, capsys: pytest.Captu
     report = (demo_dir / "report.md").read_text()
     for label in ("Unpruned", "Pruned, no fine-tune", "Pruned, no fine-tune, BN recalibrated", "Fine-tuned", "Scratch-E", "Scratch-B"):
         assert f"| {label} | " in report
-    assert "95% CI" in report and "vs fine-tuned (Welch)" in report and "(n=3)" in report
+    assert "95% CI" in report and "Welch t-test vs fine-tuned" in report and "(n=3)" in report
     assert "## Provenance" in report and "reference-compatible, optimistic" in report
     pngs = {p.name for p in demo_dir.glob("*.png")}
     assert {"demo-quick-accuracy-vs-params.png", "demo-quick-accuracy-vs-flops.png"} <= pngs

@@ -17,7 +17,7 @@ def test_report_command_writes_the_report(tmp_path: Path, capsys: pytest.Capture
     store.add_experiment("cli", "x.toml", preset)
     for seed, acc in enumerate((0.8, 0.9)):
         sid = f"s{seed}".ljust(64, "0")
-        store.add_stages("cli", [Stage(sid, "train_large", seed, {}, {}, {}, ("m",))], [("m", "unpruned", sid)])
+        store.add_stages("cli", [Stage(sid, "train_large", seed, {}, {}, {}, ("m",))], [("m", "unpruned", sid, "unpruned")])
         store.add_result(sid, "unpruned", seed, primary_acc=acc)
         store.mark_done(sid)
     store.close()

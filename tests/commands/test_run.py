@@ -92,3 +92,12 @@ def test_sigkill_midway_then_rerun_matches_uninterrupted(tmp_path: Path) -> None
     assert "already done" in rerun.stdout
     assert _accuracies(killed) == _accuracies(clean)
     assert len(_accuracies(clean)) == 6  # 2 seeds x (unpruned, fine-tuned, Scratch-E)
+
+
+@pytest.mark.parametrize(("preset", "why"), [
+    ("e8-detection-voc-resnet34", "is a documented stub and cannot run"),
+    ("e1-l1-imagenet-resnet34", "data set 'imagenet' can be planned (--dry-run) but not loaded yet"),
+])  # fmt: skip
+def test_plan_only_presets_refuse_to_run(preset: str, why: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", preset, "--out", str(tmp_path)]) == 2
+    assert why in capsys.readouterr().err

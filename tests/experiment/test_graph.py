@@ -19,12 +19,12 @@ EXPECTED = {
     "e3-regression-imagenet-vgg16": {"train_large": 1, "prune": 1, "finetune": 1, "scratch_e": 1, "scratch_b": 1},
     "e3-regression-imagenet-resnet50": {"train_large": 1, "prune": 1, "finetune": 1, "scratch_e": 1, "scratch_b": 1},
     **{
-        f"e4-slimming-{ds}-{net}": {"train_large": 5, "prune": n, "finetune": n, "scratch_e": n, "scratch_b": n}
+        f"e4-slimming-{ds}-{net}": {"train_large": 10, "prune": n, "finetune": n, "scratch_e": n, "scratch_b": n}
         for ds in ("cifar10", "cifar100")
         for net, n in (("vgg19", 5), ("preresnet164", 10), ("densenet40", 10))
     },
-    "e4-slimming-imagenet-vgg11": {"train_large": 1, "prune": 1, "finetune": 1, "scratch_e": 1, "scratch_b": 1},
-    "e5-sss-imagenet-resnet50": {"train_large": 1, "prune": 3, "scratch_e": 3, "scratch_b": 3},
+    "e4-slimming-imagenet-vgg11": {"train_large": 2, "prune": 1, "finetune": 1, "scratch_e": 1, "scratch_b": 1},
+    "e5-sss-imagenet-resnet50": {"train_large": 2, "prune": 3, "scratch_e": 3, "scratch_b": 3},
     **{
         f"e6-magnitude-{ds}-{net}": {"train_large": 5, "prune": 10, "finetune": 10, "scratch_e": 10, "scratch_b": 10}
         for ds in ("cifar10", "cifar100")
@@ -35,7 +35,7 @@ EXPECTED = {
         for net in ("vgg16", "resnet50")
     },
     **{
-        f"e7-sfp-cifar10-{net}": {"train_large": 5, "prune": 5, "scratch_e": 5, "scratch_b": 5}
+        f"e7-sfp-cifar10-{net}": {"train_large": 10, "prune": 5, "scratch_e": 5, "scratch_b": 5}
         for net in ("resnet20", "resnet32", "resnet56", "resnet110")
     },
     "e8-detection-voc-resnet34": {"train_large": 1, "prune": 2, "finetune": 2, "scratch_e": 2, "scratch_b": 2},
@@ -115,7 +115,7 @@ def test_plain_large_model_is_shared_between_methods() -> None:
     assert len(large) == 3 and all(s.methods == ("l1norm", "magnitude") for s in large)
     assert sum(s.kind == "prune" for s in plan.stages) == 6
     # the report finds the shared model under both methods
-    assert {(m, a) for m, a, sid in plan.links if sid == large[0].id} == {("l1norm", "unpruned"), ("magnitude", "unpruned")}
+    assert {(m, a) for m, a, sid, _ in plan.links if sid == large[0].id} == {("l1norm", "unpruned"), ("magnitude", "unpruned")}
 
 
 def test_large_training_decides_sharing_not_prune_options() -> None:
@@ -133,3 +133,14 @@ def test_split_hash_enters_every_identity() -> None:
     p = _preset('[[methods]]\nname = "l1norm"\noptions = {ratio = 0.5}')
     dry, real = expand(p), expand(p, split_hash="abc")
     assert len(dry.stages) == len(real.stages) and not {s.id for s in dry.stages} & {s.id for s in real.stages}
+
+
+def test_plain_baseline_of_a_penalised_method_is_the_plain_methods_large_model() -> None:
+    both = '[[methods]]\nname = "slimming"\noptions = {ratio = 0.5}\n[[methods]]\nname = "l1norm"\noptions = {ratio = 0.5}'
+    plan = expand(_preset(both, "unpruned = true\nunpruned_plain = true\nscratch_e = true"))
+    assert sum(s.kind == "train_large" for s in plan.stages) == 6  # sparsity-trained + plain, per seed
+    plain = {sid for m, arm, sid, _ in plan.links if arm == "unpruned_plain"}
+    l1_large = {sid for m, arm, sid, _ in plan.links if (m, arm) == ("l1norm", "unpruned")}
+    assert plain == l1_large and len(plain) == 3
+    assert all(res == "unpruned" for _, arm, _, res in plan.links if arm == "unpruned_plain")
+    assert not any(m == "l1norm" and arm == "unpruned_plain" for m, arm, _, _ in plan.links)  # plain already

@@ -42,8 +42,8 @@ def test_results_join_links_budgets_and_export(tmp_path: Path) -> None:
     store = Store.open(tmp_path)
     stage = Stage("ab" * 32, "finetune", 3, {"x": 1}, {"pruned": "cd" * 32}, {}, ("l1",))
     store.add_experiment("exp", "presets/x.toml", {"seeds": [3]})
-    store.add_stages("exp", [stage], [("l1", "finetuned", stage.id)])
-    store.add_stages("exp", [stage], [("l1", "finetuned", stage.id)])  # idempotent
+    store.add_stages("exp", [stage], [("l1", "finetuned", stage.id, "finetuned")])
+    store.add_stages("exp", [stage], [("l1", "finetuned", stage.id, "finetuned")])  # idempotent
     assert store.status() == {stage.id: "pending"}
     store.add_result(stage.id, "finetuned", 3, primary_acc=0.9, flops=100.0, arch={"widths": [1, 2]})
     store.set_budget(stage.id, epochs=4, milestones=[2, 3], training_flops=1.5e9)

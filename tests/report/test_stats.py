@@ -8,7 +8,7 @@ import pytest
 from scipy import stats
 
 from prunebench.report import summarize, welch
-from prunebench.report.stats import TOO_FEW
+from prunebench.report.stats import TOO_FEW, paired_p
 
 
 def test_mean_sample_std_and_t_interval() -> None:
@@ -34,3 +34,9 @@ def test_welch_matches_scipy_and_says_which_way() -> None:
 def test_welch_not_significant_or_too_few() -> None:
     assert welch([0.5, 0.6], [0.55, 0.56]).verdict.startswith("no significant difference")
     assert welch([0.5], [0.4, 0.6]).verdict == TOO_FEW and welch([0.5], [0.4, 0.6]).p is None
+
+
+def test_paired_test_uses_shared_seeds_only() -> None:
+    a, b = {0: 0.90, 1: 0.92, 2: 0.95, 7: 0.1}, {0: 0.88, 1: 0.91, 2: 0.92, 9: 0.5}
+    assert paired_p(a, b) == pytest.approx(stats.ttest_rel([0.90, 0.92, 0.95], [0.88, 0.91, 0.92]).pvalue)
+    assert paired_p({0: 0.9}, {0: 0.8}) is None

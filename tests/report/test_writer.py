@@ -12,7 +12,10 @@ from prunebench.experiment import Store
 from prunebench.experiment.graph import Stage
 from prunebench.report import write_report
 
-ACC = {"unpruned": [0.93, 0.94, 0.95], "finetuned": [0.90, 0.91, 0.92], "scratch_b": [0.95, 0.96, 0.97], "scratch_e": [0.91]}
+ACC = {
+    "unpruned": [0.93, 0.94, 0.95], "finetuned": [0.90, 0.91, 0.92], "scratch_b": [0.95, 0.96, 0.97], "scratch_e": [0.91],
+    "winning_ticket_lr0.1": [0.90, 0.91], "random_ticket_lr0.1": [0.80, 0.81],
+}  # fmt: skip
 
 
 def _fill(exp_dir: Path) -> None:
@@ -23,7 +26,7 @@ def _fill(exp_dir: Path) -> None:
     for arm, accs in ACC.items():
         for seed, acc in enumerate(accs):
             sid = f"{arm}{seed}".ljust(64, "0")
-            store.add_stages("hand", [Stage(sid, arm, seed, {}, {}, {}, ("l1",))], [("l1", arm, sid)])
+            store.add_stages("hand", [Stage(sid, arm.split("_lr")[0], seed, {}, {}, {}, ("l1",))], [("l1", arm, sid, arm)])
             widths = [64, "M", 128] if arm == "unpruned" else [32, "M", 64]
             store.add_result(sid, arm, seed, primary_acc=acc, final_test_acc=acc, params_nonzero=1000 if arm == "unpruned" else 400,
                              flops=2e6 if arm == "unpruned" else 1e6, flops_mode="reference counter v1 at 3x32x32", latency_ms=1.0,
@@ -40,6 +43,9 @@ def test_report_tables_statistics_and_files(tmp_path: Path) -> None:
     p = stats.ttest_ind(ACC["scratch_b"], ACC["finetuned"], equal_var=False).pvalue
     assert f"higher than fine-tuned (p = {p:.3g})" in report
     assert "| Scratch-E | 91.00 (n=1) | n/a (n < 2) | n too small to tell |" in report
+    assert "| Random-init ticket (LR 0.1) | 80.50 ± 0.71 (n=2) |" in report
+    p_ticket = stats.ttest_ind(ACC["random_ticket_lr0.1"], ACC["winning_ticket_lr0.1"], equal_var=False).pvalue
+    assert f"lower than the winning ticket (p = {p_ticket:.3g})" in report
     half = 100 * stats.t.ppf(0.975, 2) * 0.01 / 3**0.5
     assert f"[{91 - half:.2f}, {91 + half:.2f}]" in report
     assert "| 1.00M reference | 2.00x |" in report and "FLOPs per image: reference counter v1 at 3x32x32." in report

@@ -10,7 +10,7 @@ from prunebench.report import summary_table, write_report
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--quick", action="store_true", help="a smoke run (tiny subset, 1-2 epochs, tiny width; under a minute on 2 CPU cores)")
+    parser.add_argument("--quick", action="store_true", help="a smoke run (600 images, 1-3 epochs, tiny width; about a minute or less on 2 CPU cores)")
     parser.add_argument("--out", metavar="DIR", help="experiment folder (default: runs/demo or runs/demo-quick)")
     parser.add_argument("--workers", type=int, default=1, metavar="N", help="stages run in N local processes (default 1)")
     parser.epilog = (

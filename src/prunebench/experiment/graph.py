@@ -16,9 +16,10 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from prunebench.experiment.identity import derived_seed, stage_identity
+from prunebench.experiment.identity import derived_seed, non_default, stage_identity
 from prunebench.experiment.preset import MethodConfig, Preset
-from prunebench.experiment.resolve import data_fingerprint, resolve_method
+from prunebench.experiment.resolve import data_fingerprint, recipe_of, resolve_method
+from prunebench.measure import BudgetPolicy
 
 #: stage kind -> what it trains or computes, for the dry run
 KINDS = {
@@ -59,7 +60,9 @@ class Stage:
 class Plan:
     preset: Preset
     stages: list[Stage]  # upstream stages always come first
-    links: list[tuple[str, str, str]] = field(default_factory=list)  # (method label, arm, stage id)
+    # (method label, arm, stage id, the stage's result row it reads): the plain baseline of a
+    # slimming run is another method's "unpruned" train_large stage
+    links: list[tuple[str, str, str, str]] = field(default_factory=list)
 
     def by_id(self) -> dict[str, Stage]:
         return {s.id: s for s in self.stages}
@@ -70,7 +73,7 @@ class _Builder:
         self.preset = preset
         self.data_fp = data_fp
         self.stages: dict[str, Stage] = {}
-        self.links: list[tuple[str, str, str]] = []
+        self.links: list[tuple[str, str, str, str]] = []
 
     def add(self, kind: str, seed: int, config: dict[str, Any], upstream: dict[str, str], payload: dict[str, Any], method: str) -> str:
         config = {"data": self.data_fp, **config}
@@ -82,15 +85,16 @@ class _Builder:
             self.stages[sid] = dataclasses.replace(old, methods=old.methods + (method,))
         return sid
 
-    def link(self, method: str, arm: str, sid: str) -> None:
-        if (method, arm, sid) not in self.links:
-            self.links.append((method, arm, sid))
+    def link(self, method: str, arm: str, sid: str, result_arm: str | None = None) -> None:
+        entry = (method, arm, sid, result_arm or arm)
+        if entry not in self.links:
+            self.links.append(entry)
 
 
 def expand(preset: Preset, *, split_hash: str | None = None) -> Plan:
     """The stage graph of `preset`. Without `split_hash` (dry run) no data is loaded."""
     b = _Builder(preset, data_fingerprint(preset, split_hash))
-    large_recipe = preset.large.to_dict()
+    large_recipe = non_default(recipe_of(preset.large.to_dict()))
     arms = set(preset.arms)
     for m in preset.methods:
         r = resolve_method(preset, m)
@@ -104,7 +108,14 @@ def expand(preset: Preset, *, split_hash: str | None = None) -> Plan:
                 m.label,
             )
             b.link(m.label, "unpruned", large)
-            if arms == {"unpruned"}:
+            if "unpruned_plain" in arms and r.large_training["kind"] != "plain":  # methods.md §5.7
+                plain = b.add(
+                    "train_large", seed,
+                    {"model": r.plain_spec, "recipe": large_recipe, "large_training": {"kind": "plain"}},
+                    {}, {"method": m.name, "options": m.options, "plain": True}, m.label,
+                )  # fmt: skip
+                b.link(m.label, "unpruned_plain", plain, "unpruned")
+            if arms <= {"unpruned", "unpruned_plain"}:
                 continue
             prune = b.add(
                 "prune",
@@ -142,6 +153,7 @@ def _scratch_arms(b: _Builder, m: MethodConfig, finetune: dict[str, Any] | None,
         budget = dataclasses.asdict(p.budget)
         budget["base_epochs"] = budget["base_epochs"] or recipe["epochs"]
         budget["finetune_epochs"] = finetune["epochs"] if finetune else 0
+        budget = non_default(BudgetPolicy(**budget))
         cfg = {"recipe": recipe, "budget": budget, "reinit": reinit, "init_seed": derived_seed(seed, "scratch_b")}
         b.link(m.label, "scratch_b", b.add("scratch_b", seed, cfg, {"pruned": prune, "large": large}, {}, m.label))
     if "uniform_scratch" in p.arms:

@@ -1,7 +1,8 @@
 """Stage identities: a sha256 over everything that determines a stage's output.
 
 The hash covers the stage kind, its config, its upstream stages' identities, its
-seed, the code version and `SCHEMA_VERSION`.  Bump `SCHEMA_VERSION` whenever the
+seed, the code version and `SCHEMA_VERSION`.  Recipes, method options and budget
+policies enter as their non-default fields only (`non_default`).  Bump `SCHEMA_VERSION` whenever the
 meaning of a stage config changes without the config itself changing; the
 regression test in `tests/experiment/test_identity.py` pins literal hashes so
 that identities never drift by accident.
@@ -9,6 +10,7 @@ that identities never drift by accident.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -57,6 +59,25 @@ def jsonable(v: Any) -> Any:
     if v is None or isinstance(v, bool | int | float | str):
         return v
     return f"<{type(v).__name__}>"
+
+
+def non_default(obj: Any) -> dict[str, Any]:
+    """The fields of dataclass `obj` that differ from their defaults (fields without a default
+    always).  Hashing only these keeps old identities valid when a new option is added whose
+    default switches its effect off (lessons.md §1)."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if f.default is not dataclasses.MISSING:
+            default = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        else:
+            out[f.name] = value
+            continue
+        if jsonable(value) != jsonable(default):
+            out[f.name] = value
+    return jsonable(out)
 
 
 def derived_seed(seed: int, tag: str) -> int:

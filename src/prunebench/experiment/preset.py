@@ -2,7 +2,9 @@
 
 Every value is checked against the schema below; an unknown key or a wrong
 type is a one-line `ConfigError` naming the file and the key path
-(`presets/x.toml: methods[0].options.ratio: expected a number, got "a"`).
+(`presets/x.toml: recipes.large.epochs: expected an integer, got "four"`).
+Method options are checked by the method itself (`PruneMethod.parse_options`) and
+recipes by the trainer's `Recipe`; their messages get the same file and key prefix.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from prunebench.errors import ConfigError, PrunebenchError
 #: Arms a preset can switch on; the order is the report's column order.
 ARMS = (
     "unpruned",
+    "unpruned_plain",  # for methods that train the large model specially (slimming, SFP, SSS)
     "pruned_no_ft",
     "pruned_no_ft_bnrecal",
     "finetuned",
@@ -30,9 +33,6 @@ ARMS = (
     "winning_ticket",
     "random_ticket",
 )
-
-PRECISIONS = ("auto", "fp32", "bf16")
-
 
 @dataclass(frozen=True)
 class DataConfig:
@@ -287,7 +287,7 @@ def _recipe(r: _Reader, raw: Any, path: str, inherit: RecipeConfig | None = None
         momentum=r.get(t, "momentum", path, r.num, base.momentum),
         nesterov=r.get(t, "nesterov", path, r.bool_, base.nesterov),
         weight_decay=r.get(t, "weight_decay", path, r.num, base.weight_decay),
-        precision=r.get(t, "precision", path, r.choice(*PRECISIONS), base.precision),
+        precision=r.get(t, "precision", path, r.str_, base.precision),
     )
     from prunebench.train import Recipe  # the trainer's own checks (momentum range, nesterov, ...)
 

@@ -6,13 +6,12 @@ split hash joins the identities only once the runner has loaded the data.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
 from prunebench.data import DatasetInfo, dataset_info
 from prunebench.errors import ConfigError, PrunebenchError
-from prunebench.experiment.identity import jsonable
+from prunebench.experiment.identity import jsonable, non_default
 from prunebench.experiment.preset import MethodConfig, Preset
 
 # ImageNet is planned but not loadable yet (GPU presets): its static facts (protocol §2.2),
@@ -34,6 +33,14 @@ def plan_info(preset: Preset) -> DatasetInfo:
         return dataset_info(name, norm=preset.data.normalisation)
     except PrunebenchError as e:
         raise ConfigError(f"{preset.file}: data: {e}") from None
+
+
+def check_runnable(preset: Preset) -> None:
+    """Refuse, in one line, presets that can be planned but not run."""
+    if preset.unsupported:
+        raise ConfigError(f"preset {preset.name} is a documented stub and cannot run: {preset.unsupported}")
+    if preset.data.name in _PLANNING_ONLY:
+        raise ConfigError(f"{preset.file}: data set {preset.data.name!r} can be planned (--dry-run) but not loaded yet")
 
 
 def data_fingerprint(preset: Preset, split_hash: str | None = None) -> dict[str, Any]:
@@ -64,11 +71,17 @@ def recipe_of(d: dict[str, Any]) -> Any:
     return Recipe.from_dict(d)
 
 
+def spec_config(spec: Any) -> dict[str, Any]:
+    """A spec as it enters identities: its family and non-default fields (`spec_from_dict` reads it back)."""
+    return {"family": spec.family, **non_default(spec)}
+
+
 @dataclass(frozen=True)
 class ResolvedMethod:
     """JSON-able facts about one method entry that enter stage identities."""
 
     large_spec: dict[str, Any]
+    plain_spec: dict[str, Any]  # before `prepare_large` (SSS adds gates), for the plain baseline
     large_training: dict[str, Any]
     options: dict[str, Any]
     finetune: dict[str, Any] | None
@@ -82,11 +95,12 @@ def callback_fingerprint(callbacks: list[Any]) -> list[dict[str, Any]]:
 def resolve_method(preset: Preset, m: MethodConfig) -> ResolvedMethod:
     if preset.unsupported:  # a stub: identities from the declarations alone
         declared = {"variant": preset.model.variant, "width_mult": preset.model.width_mult, "options": preset.model.options}
-        return ResolvedMethod(declared, {"method": m.name}, m.options, preset.finetune.to_dict())
+        return ResolvedMethod(declared, declared, {"method": m.name}, m.options, non_default(recipe_of(preset.finetune.to_dict())))
     from prunebench.prune import get_method
 
     method = get_method(m.name)
-    spec = method.prepare_large(large_spec(preset), m.parsed)
+    plain = large_spec(preset)
+    spec = method.prepare_large(plain, m.parsed)
     if method.large_training_kind == "plain" and not method.large_training(m.parsed, spec):
         training: dict[str, Any] = {"kind": "plain"}
     else:  # equal callbacks = equal large model, whatever the prune-time options
@@ -94,8 +108,9 @@ def resolve_method(preset: Preset, m: MethodConfig) -> ResolvedMethod:
                     "callbacks": callback_fingerprint(method.large_training(m.parsed, spec))}  # fmt: skip
     ft = method.finetune(m.parsed, recipe_of(preset.finetune.to_dict()))
     return ResolvedMethod(
-        large_spec=spec.to_dict(),
+        large_spec=spec_config(spec),
+        plain_spec=spec_config(plain),
         large_training=training,
-        options=jsonable(dataclasses.asdict(m.parsed)),
-        finetune=None if ft is None else ft.to_dict(),
+        options=non_default(m.parsed),
+        finetune=None if ft is None else non_default(ft),
     )

@@ -16,13 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from prunebench.errors import ConfigError, PrunebenchError
+from prunebench.errors import PrunebenchError
 from prunebench.experiment.executor import make_executor
 from prunebench.experiment.graph import Plan, Stage, expand
 from prunebench.experiment.preset import Preset
+from prunebench.experiment.resolve import check_runnable, data_fingerprint
 from prunebench.experiment.stages import STAGES_DIR, StageTask, load_splits, run_stage
 from prunebench.experiment.store import Store
-from prunebench.experiment.resolve import data_fingerprint
 
 
 @dataclass(frozen=True)
@@ -66,8 +66,7 @@ def run_experiment(
     say: Callable[[str], None] = print,
 ) -> RunSummary:
     """Run every stage of `preset` in `out_dir`; returns what ran and what was already done."""
-    if preset.unsupported:
-        raise ConfigError(f"preset {preset.name} is a documented stub and cannot run: {preset.unsupported}")
+    check_runnable(preset)
     if seeds is not None:
         preset = preset.with_seeds(seeds)
     exp_dir = Path(out_dir)
@@ -94,7 +93,6 @@ def _schedule(
     plan: Plan, todo: list[Stage], exp_dir: Path, done: set[str], *,
     workers: int, progress: bool, device: str | None, say: Callable[[str], None],
 ) -> None:  # fmt: skip
-    by_id = plan.by_id()
     dirs = {s.id: str(exp_dir / STAGES_DIR / s.dirname) for s in plan.stages}
     threads = max(1, (os.cpu_count() or 1) // workers) if workers > 1 else None
     executor = make_executor(workers)
@@ -118,9 +116,10 @@ def _schedule(
                 ups = {r: dirs[u] for r, u in s.upstream.items()}
                 task = StageTask(str(exp_dir), s, ups, device, threads, plan.preset.log_test_every_epoch)
                 running[executor.submit(run_stage, task)] = s
-            for s in [s for s in waiting if any(u in blocked for u in s.upstream.values())]:
-                waiting.remove(s)  # an upstream stage failed: this one cannot run
-                blocked.add(s.id)
+            for s in list(waiting):  # in plan order, so blocking propagates down the graph in one pass
+                if any(u in blocked for u in s.upstream.values()):
+                    waiting.remove(s)  # an upstream stage failed: this one cannot run
+                    blocked.add(s.id)
             if not running:
                 break
             for fut in executor.wait(list(running)):

@@ -140,8 +140,10 @@ def _measure(model: nn.Module, masks: dict[str, torch.Tensor] | None) -> dict[st
     }
 
 
-def _record_training(ctx: _Ctx, arm: str, model: nn.Module, masks: Any, result: Any, recipe: Any, **budget: Any) -> None:
-    """Results, per-epoch metrics and the budget of a training stage."""
+def _record_training(
+    ctx: _Ctx, arm: str, model: nn.Module, masks: Any, result: Any, recipe: Any, ratio: float | None, **budget: Any
+) -> None:
+    """Results, per-epoch metrics and the budget of a training stage; `ratio` = FLOPs(large) / FLOPs(model)."""
     has_val = ctx.stage.config["data"]["val_size"] > 0
     measured = _measure(model, masks)
     primary = result.test_acc_best_val if has_val else result.test_acc
@@ -150,7 +152,7 @@ def _record_training(ctx: _Ctx, arm: str, model: nn.Module, masks: Any, result: 
         ctx.stage.id, arm, ctx.stage.seed,
         primary_acc=primary, final_test_acc=result.test_acc, best_val_acc=result.best_val_acc,
         test_acc_best_val=result.test_acc_best_val, best_test_acc_compat=result.best_test_acc_compat,
-        **measured,
+        flops_ratio=ratio, **measured,
     )  # fmt: skip
     ctx.store.set_budget(
         ctx.stage.id,
@@ -177,6 +179,13 @@ def _load_pruned(ctx: _Ctx) -> tuple[nn.Module, Any, dict[str, Any]]:
     return model, masks, meta or {}
 
 
+def _large_model(large_dir: Path) -> nn.Module:
+    """A fresh model of the large stage's architecture (for FLOPs ratios and sizes)."""
+    from prunebench.models import spec_from_json
+
+    return spec_from_json((large_dir / "final" / "spec.json").read_text()).build()
+
+
 def _style(masks: Any) -> str:
     return "mask" if masks else "physical"
 
@@ -192,14 +201,16 @@ def _train_large(ctx: _Ctx) -> tuple[str, dict[str, Any]]:
     spec = spec_from_dict(ctx.stage.config["model"])
     seed_everything(ctx.stage.seed)  # before building anything: the init is part of the seed
     model = spec.build()
-    callbacks = [SaveInitCallback(), *method.large_training(opts, spec)]
+    plain = ctx.stage.config["large_training"]["kind"] == "plain"
+    callbacks = [SaveInitCallback(), *([] if plain else method.large_training(opts, spec))]
     recipe = recipe_of(ctx.stage.config["recipe"])
     result = _train(ctx, model, recipe, seed=ctx.stage.seed, callbacks=callbacks)
-    _record_training(ctx, "unpruned", model, None, result, recipe)
+    _record_training(ctx, "unpruned", model, None, result, recipe, 1.0)
     return "physical", {"large_training": ctx.stage.config["large_training"]["kind"]}
 
 
 def _prune(ctx: _Ctx) -> tuple[str, dict[str, Any]]:
+    from prunebench.measure import flops_ratio
     from prunebench.prune.recalibrate import recalibrate_bn
     from prunebench.train import evaluate, load_model, save_model, seed_everything
 
@@ -210,7 +221,11 @@ def _prune(ctx: _Ctx) -> tuple[str, dict[str, Any]]:
         method, opts = _method(stage)
         seed_everything(stage.seed)
         res = method.prune(large, ctx.splits, opts, seed=stage.seed)
-        meta = {"kept": res.kept, "info": jsonable(res.info), "style": res.info.get("style") or _style(res.masks)}
+        meta = {
+            "kept": res.kept, "info": jsonable(res.info), "style": res.info.get("style") or _style(res.masks),
+            # reference-mode FLOPs ratio (sparse for masks), measured once; every downstream arm reuses it
+            "flops_ratio": flops_ratio(_large_model(ctx.up("large")), res.model, res.masks),
+        }  # fmt: skip
         save_model(out, res.model, masks=res.masks, meta=meta)
     model, masks, meta = load_model(out)
     info, s = ctx.splits.info, ctx.splits
@@ -222,7 +237,10 @@ def _prune(ctx: _Ctx) -> tuple[str, dict[str, Any]]:
         rows["finetuned"] = model
     for arm, m in rows.items():
         acc = evaluate(m, s.test_x, s.test_y, info=info, device=ctx.task.device)
-        ctx.store.add_result(stage.id, arm, stage.seed, primary_acc=acc, final_test_acc=acc, info=meta.get("info"), **measured)
+        ctx.store.add_result(
+            stage.id, arm, stage.seed, primary_acc=acc, final_test_acc=acc, info=meta.get("info"),
+            flops_ratio=meta.get("flops_ratio"), **measured,
+        )  # fmt: skip
     return meta.get("style") or _style(masks), {"prune_info": meta.get("info")}
 
 
@@ -236,18 +254,18 @@ def _finetune(ctx: _Ctx) -> tuple[str, dict[str, Any]]:
     callbacks = method.finetune_callbacks(opts, PruneResult(model, masks, meta.get("kept"), meta.get("info") or {}))
     recipe = recipe_of(ctx.stage.config["recipe"])
     result = _train(ctx, model, recipe, seed=ctx.stage.seed, masks=masks, callbacks=callbacks)
-    _record_training(ctx, "finetuned", model, masks, result, recipe)
+    _record_training(ctx, "finetuned", model, masks, result, recipe, meta.get("flops_ratio"))
     return _style(masks), {}
 
 
 def _scratch(ctx: _Ctx, arm: str, recipe: Any, **budget: Any) -> tuple[str, dict[str, Any]]:
     from prunebench.prune.scratch import scratch_model
 
-    pruned, masks, _ = _load_pruned(ctx)
+    pruned, masks, meta = _load_pruned(ctx)
     seed = ctx.stage.config["init_seed"]
     model, masks = scratch_model(pruned, seed=seed, masks=masks, reinit=ctx.stage.config["reinit"], selection_from=pruned)
     result = _train(ctx, model, recipe, seed=seed, masks=masks)
-    _record_training(ctx, arm, model, masks, result, recipe, **budget)
+    _record_training(ctx, arm, model, masks, result, recipe, meta.get("flops_ratio"), **budget)
     return _style(masks), {"paired_prune": ctx.stage.upstream["pruned"], **budget}
 
 
@@ -258,11 +276,9 @@ def _scratch_e(ctx: _Ctx) -> tuple[str, dict[str, Any]]:
 def scratch_b_recipe(large_dir: Path, pruned: nn.Module, masks: Any, config: dict[str, Any]) -> tuple[Any, Any]:
     """The Scratch-B recipe: the large recipe stretched by the reference-mode FLOPs ratio."""
     from prunebench.measure import BudgetPolicy, flops_ratio, scratch_b_budget
-    from prunebench.models import spec_from_json
 
-    large = spec_from_json((large_dir / "final" / "spec.json").read_text()).build()
     base = recipe_of(config["recipe"])
-    ratio = flops_ratio(large, pruned, masks)
+    ratio = flops_ratio(_large_model(large_dir), pruned, masks)
     budget = scratch_b_budget(base.epochs, base.milestones, ratio, BudgetPolicy(**config["budget"]))
     return base.replace(epochs=budget.epochs, milestones=budget.milestones), budget
 
@@ -275,27 +291,26 @@ def _scratch_b(ctx: _Ctx) -> tuple[str, dict[str, Any]]:
 
 
 def _uniform(ctx: _Ctx) -> tuple[str, dict[str, Any]]:
-    from prunebench.measure import count_params
-    from prunebench.models import spec_from_json
+    from prunebench.measure import count_params, flops_ratio
     from prunebench.prune.scratch import scratch_model
     from prunebench.prune.uniform import uniform_spec
 
     pruned, masks, _ = _load_pruned(ctx)
-    large = spec_from_json((ctx.up("large") / "final" / "spec.json").read_text())
+    large = _large_model(ctx.up("large"))
     target = count_params(pruned, masks=masks).nonzero
-    spec, factor = uniform_spec(large, target_params=target)
+    spec, factor = uniform_spec(large.spec, target_params=target)
     seed = ctx.stage.config["init_seed"]
     model, _ = scratch_model(spec, seed=seed)
     recipe = recipe_of(ctx.stage.config["recipe"])
     result = _train(ctx, model, recipe, seed=seed)
-    _record_training(ctx, "uniform_scratch", model, None, result, recipe)
+    _record_training(ctx, "uniform_scratch", model, None, result, recipe, flops_ratio(large, model))
     return "physical", {"paired_prune": ctx.stage.upstream["pruned"], "width_factor": factor, "target_params": target}
 
 
 def _ticket(ctx: _Ctx) -> tuple[str, dict[str, Any]]:
     from prunebench.prune.lottery import lottery_recipe, random_ticket, ticket_dir, winning_ticket
     from prunebench.prune.scratch import scratch_model
-    from prunebench.prune.surgery import prune_channels
+    from prunebench.prune import prune_channels
     from prunebench.train import load_model
 
     pruned, masks, meta = _load_pruned(ctx)
@@ -313,7 +328,7 @@ def _ticket(ctx: _Ctx) -> tuple[str, dict[str, Any]]:
     lr = ctx.stage.payload["lr"]
     recipe = lottery_recipe(recipe_of(ctx.stage.config["recipe"]), lr)
     result = _train(ctx, model, recipe, seed=seed, masks=masks)
-    _record_training(ctx, f"{ctx.stage.kind}_lr{lr:g}", model, masks, result, recipe)
+    _record_training(ctx, f"{ctx.stage.kind}_lr{lr:g}", model, masks, result, recipe, meta.get("flops_ratio"))
     return _style(masks), {"paired_prune": ctx.stage.upstream["pruned"], "lr": lr}
 
 

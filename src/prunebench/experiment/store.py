@@ -32,7 +32,7 @@ CREATE TABLE IF NOT EXISTS stages (
     created REAL, started REAL, finished REAL, error TEXT);
 CREATE TABLE IF NOT EXISTS links (
     experiment TEXT NOT NULL, method TEXT NOT NULL, arm TEXT NOT NULL, stage_id TEXT NOT NULL,
-    PRIMARY KEY (experiment, method, arm, stage_id));
+    result_arm TEXT NOT NULL, PRIMARY KEY (experiment, method, arm, stage_id));
 CREATE TABLE IF NOT EXISTS metrics (
     stage_id TEXT NOT NULL, epoch INTEGER NOT NULL, name TEXT NOT NULL, value REAL,
     PRIMARY KEY (stage_id, epoch, name));
@@ -111,7 +111,7 @@ class Store:
         rows = self._db.execute("SELECT * FROM experiments ORDER BY created").fetchall()
         return [{**dict(r), "preset": json.loads(r["preset"])} for r in rows]
 
-    def add_stages(self, experiment: str, stages: list[Any], links: list[tuple[str, str, str]]) -> None:
+    def add_stages(self, experiment: str, stages: list[Any], links: list[tuple[str, str, str, str]]) -> None:
         """Register planned stages (existing ones keep their status) and the method/arm links."""
         now = time.time()
         with self._write() as db:
@@ -120,7 +120,7 @@ class Store:
                 "VALUES (?, ?, ?, 'pending', ?, ?, ?, ?)",
                 [(s.id, s.kind, s.seed, json.dumps(s.config, sort_keys=True), json.dumps(s.upstream), s.dirname, now) for s in stages],
             )
-            db.executemany("INSERT OR IGNORE INTO links VALUES (?, ?, ?, ?)", [(experiment, *link) for link in links])
+            db.executemany("INSERT OR IGNORE INTO links VALUES (?, ?, ?, ?, ?)", [(experiment, *link) for link in links])
 
     def status(self) -> dict[str, str]:
         return {r["id"]: r["status"] for r in self._db.execute("SELECT id, status FROM stages")}
@@ -191,17 +191,16 @@ class Store:
         """One row per (experiment, method, arm, seed): the result joined with its stage and budget."""
         where = "WHERE l.experiment = ?" if experiment else ""
         sql = f"""
-            SELECT l.experiment, l.method, l.arm, s.kind, s.id AS stage_id, s.style, s.upstream,
-                   r.*, b.epochs, b.milestones, b.lr, b.policy, b.flops_ratio AS budget_ratio,
-                   b.optimizer_steps, b.images_seen, b.forward_flops, b.training_flops,
+            SELECT r.*, l.experiment, l.method, l.arm, s.kind, s.style, s.upstream,
+                   b.epochs, b.milestones, b.lr, b.policy, b.flops_ratio AS budget_ratio, b.optimizer_steps, b.images_seen, b.forward_flops, b.training_flops,
                    b.flops_multiplier, b.wall_s
             FROM links l JOIN stages s ON s.id = l.stage_id
-            JOIN results r ON r.stage_id = l.stage_id AND r.arm = l.arm
+            JOIN results r ON r.stage_id = l.stage_id AND r.arm = l.result_arm
             LEFT JOIN budgets b ON b.stage_id = l.stage_id
             {where} ORDER BY l.experiment, l.method, l.arm, r.seed"""
         out = []
         for r in self._db.execute(sql, (experiment,) if experiment else ()):
-            d = dict(r)
+            d = dict(zip(r.keys(), r))  # later columns win: the link's arm over the result row's
             for key in ("arch", "info", "milestones", "upstream"):
                 d[key] = json.loads(d[key]) if d.get(key) else None
             out.append(d)

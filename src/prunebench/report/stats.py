@@ -3,7 +3,8 @@
 Sample std uses n - 1 (protocol §7.1).  The confidence interval is
 mean ± t(0.975, n-1) · std / √n.  A scratch arm is compared with the
 fine-tuned arm by Welch's unequal-variance t-test; with fewer than two runs in
-either arm, or p ≥ `ALPHA`, the report says it cannot tell them apart.
+either arm, or p ≥ `ALPHA`, the report says it cannot tell them apart.  Where the
+arms share seeds, a seed-paired t-test is reported next to it.
 """
 
 from __future__ import annotations
@@ -60,3 +61,15 @@ def welch(arm: Sequence[float], reference: Sequence[float], *, label: str = "fin
     if p >= ALPHA:
         return Comparison(p, f"no significant difference (p = {p:.3g})")
     return Comparison(p, f"{direction} than {label} (p = {p:.3g})")
+
+
+def paired_p(arm: dict[int, float], reference: dict[int, float]) -> float | None:
+    """Paired t-test over the seeds both arms share (the i-th scratch run uses the i-th pruning
+    run's architecture); None with fewer than two pairs or without spread in the differences."""
+    seeds = sorted(set(arm) & set(reference))
+    if len(seeds) < 2:
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        p = float(stats.ttest_rel([arm[s] for s in seeds], [reference[s] for s in seeds]).pvalue)
+    return None if math.isnan(p) else p

@@ -7,10 +7,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from prunebench.experiment import ARMS
-from prunebench.report.stats import Comparison, Summary, summarize, welch
+from prunebench.report.stats import Comparison, Summary, paired_p, summarize, welch
 
 ARM_LABELS = {
     "unpruned": "Unpruned",
+    "unpruned_plain": "Unpruned, plain training (no sparsity/soft/gate training)",
     "pruned_no_ft": "Pruned, no fine-tune",
     "pruned_no_ft_bnrecal": "Pruned, no fine-tune, BN recalibrated",
     "finetuned": "Fine-tuned",
@@ -22,6 +23,17 @@ ARM_LABELS = {
 }
 PAPER_ARMS = ("unpruned", "finetuned", "scratch_e", "scratch_b")
 COMPARED = ("scratch_e", "scratch_b", "uniform_scratch")  # tested against fine-tuned
+
+
+def reference_arm(arm: str) -> tuple[str, str] | None:
+    """The arm `arm` is tested against, and its label: scratch arms against fine-tuned,
+    a random-init ticket against the winning ticket of the same learning rate."""
+    base = arm_base(arm)
+    if base in COMPARED:
+        return "finetuned", "fine-tuned"
+    if base == "random_ticket":
+        return "winning_ticket" + arm[len(base):], "the winning ticket"
+    return None
 
 
 def arm_base(arm: str) -> str:
@@ -51,7 +63,7 @@ class ArmStats:
     rows: list[dict[str, Any]]
     acc: Summary
     compat: Summary | None  # best-on-test over epochs (reference-compatible, optimistic)
-    vs_finetuned: Comparison | None
+    vs_reference: Comparison | None  # see `reference_arm`
     params: float | None
     flops: float | None
     flops_mode: str
@@ -84,7 +96,6 @@ def build_tables(rows: list[dict[str, Any]], experiments: dict[str, dict[str, An
     for (exp, method), arms in groups.items():
         preset = experiments[exp]["preset"]
         primary = "best-on-validation test accuracy" if preset["data"]["val_size"] else "final-epoch test accuracy"
-        ft = [r["primary_acc"] for r in arms.get("finetuned", [])]
         unpruned_flops = _mean([r["flops"] for r in arms.get("unpruned", [])])
         out = []
         for arm in sorted(arms, key=arm_order):
@@ -94,15 +105,25 @@ def build_tables(rows: list[dict[str, Any]], experiments: dict[str, dict[str, An
             out.append(ArmStats(
                 arm=arm, rows=rs, acc=summarize([r["primary_acc"] for r in rs]),
                 compat=summarize(compat) if compat else None,
-                vs_finetuned=welch([r["primary_acc"] for r in rs], ft) if arm_base(arm) in COMPARED and ft else None,
+                vs_reference=_compare(arm, arms),
                 params=_mean([r["params_nonzero"] for r in rs]), flops=flops, flops_mode=rs[0]["flops_mode"] or "",
                 latency_ms=_mean([r["latency_ms"] for r in rs]), epochs=_mean([r["epochs"] for r in rs]),
                 training_flops=_mean([r["training_flops"] for r in rs]), wall_s=_mean([r["wall_s"] for r in rs]),
-                ratio=unpruned_flops / flops if unpruned_flops and flops else None,
+                ratio=_mean([r["flops_ratio"] for r in rs]) or (unpruned_flops / flops if unpruned_flops and flops else None),
             ))  # fmt: skip
         model = f"{preset['model']['variant']}" + (f" x{preset['model']['width_mult']:g}" if preset["model"]["width_mult"] != 1 else "")
         tables.append(MethodTable(exp, preset["data"]["name"], model, method, primary, out))
     return tables
+
+
+def _compare(arm: str, arms: dict[str, list[dict[str, Any]]]) -> Comparison | None:
+    ref = reference_arm(arm)
+    if ref is None or ref[0] not in arms:
+        return None
+    ours, theirs = arms[arm], arms[ref[0]]
+    result = welch([r["primary_acc"] for r in ours], [r["primary_acc"] for r in theirs], label=ref[1])
+    p = paired_p({r["seed"]: r["primary_acc"] for r in ours}, {r["seed"]: r["primary_acc"] for r in theirs})
+    return result if p is None else Comparison(result.p, f"{result.verdict}; seed-paired p = {p:.3g}")
 
 
 # -- formatting ---------------------------------------------------------------------------
@@ -130,12 +151,12 @@ def num(v: float | None, unit: str = "") -> str:
 
 def markdown_table(t: MethodTable) -> str:
     head = (
-        f"| Arm | Accuracy % mean ± std (n) | 95% CI | vs fine-tuned (Welch) | Params (non-zero) | FLOPs | "
+        f"| Arm | Accuracy % mean ± std (n) | 95% CI | Welch t-test vs fine-tuned (scratch) / winning ticket (random init) | Params (non-zero) | FLOPs | "
         f"FLOPs ratio | Latency ms | Epochs | Training FLOPs | Wall s | Best-on-test % (reference-compatible, optimistic) |"
     )
     lines = [head, "|" + "---|" * head.count(" | ") + "---|"]
     for a in t.arms:
-        vs = a.vs_finetuned.verdict if a.vs_finetuned else ""
+        vs = a.vs_reference.verdict if a.vs_reference else ""
         lines.append(
             f"| {arm_label(a.arm)} | {pct(a.acc)} | {ci(a.acc)} | {vs} | {num(a.params)} | {num(a.flops)} {a.flops_mode.split(' ')[0]} | "
             f"{f'{a.ratio:.2f}x' if a.ratio else '–'} | {f'{a.latency_ms:.3f}' if a.latency_ms else '–'} | "

@@ -68,7 +68,8 @@ def _method_notes() -> list[str]:
     return [
         "Accuracy cells: mean ± sample std (n - 1) over seeds, in %, with n the number of runs. "
         "95% CI: t-distribution. Scratch arms are compared with the fine-tuned arm by Welch's t-test "
-        f"(α = {ALPHA}); with n < 2 in an arm the report cannot tell them apart. "
+        f"(α = {ALPHA}); with n < 2 in an arm the report cannot tell them apart. Where the arms share seeds "
+        "(each scratch run is paired with the pruning run of its seed), a seed-paired t-test p-value follows. "
         "Best-on-test is the maximum test accuracy over epochs, as the reference scripts report it: "
         "reference-compatible and optimistic, never used for selection. "
         f"Training FLOPs = forward FLOPs per image × images seen × {BACKWARD_MULTIPLIER:g} (backward ≈ 2 forwards). "

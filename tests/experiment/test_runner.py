@@ -1,0 +1,64 @@
+"""The runner: progress lines, failures recorded and skipped downstream, a rerun retries them."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from prunebench.errors import PrunebenchError
+from prunebench.experiment import Store, parse_preset, run_experiment
+from prunebench.experiment import stages as stage_kinds
+
+TINY = """
+name = "runner"
+seeds = [0]
+log_test_every_epoch = false
+[data]
+name = "fashion-mnist"
+train_subset = 100
+test_subset = 100
+[model]
+variant = "vgg11"
+width_mult = 0.125
+[[methods]]
+name = "l1norm"
+options = { ratio = 0.5 }
+[arms]
+unpruned = true
+finetuned = true
+scratch_e = true
+[recipes.large]
+epochs = 1
+lr = 0.05
+[recipes.finetune]
+epochs = 1
+lr = 0.005
+"""
+
+
+def test_failed_stage_is_recorded_blocks_its_downstream_and_is_retried(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    preset = parse_preset(tomllib.loads(TINY), "runner.toml")
+
+    def broken(ctx: object) -> None:
+        raise PrunebenchError("pruning exploded")
+
+    monkeypatch.setitem(stage_kinds._KINDS, "prune", broken)
+    lines: list[str] = []
+    with pytest.raises(PrunebenchError, match=r"1 stage\(s\) failed, 2 skipped; first: prune-\w+ \(pruning exploded\)"):
+        run_experiment(preset, tmp_path, say=lines.append)
+    assert lines[0] == "stage 1/4: train_large l1norm seed 0" and "ETA" in lines[1]
+    store = Store.open(tmp_path)
+    assert sorted(store.status().values()) == ["done", "failed", "pending", "pending"]
+    [failed] = [store.stage(sid) for sid, status in store.status().items() if status == "failed"]
+    assert "pruning exploded" in failed["error"]
+    store.close()
+
+    monkeypatch.undo()
+    lines.clear()
+    summary = run_experiment(preset, tmp_path, say=lines.append)
+    assert (summary.ran, summary.already_done) == (3, 1) and lines[0].startswith("stage 2/4: prune")
+    lines.clear()
+    assert run_experiment(preset, tmp_path, say=lines.append).ran == 0
+    assert lines == [f"all 4 stages already done in {tmp_path}"]
