@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from typing import NoReturn
 
 from prunebench import __version__
 from prunebench.errors import PrunebenchError
@@ -26,8 +27,15 @@ COMMANDS: dict[str, str] = {
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage mistakes get one line (plus a pointer to --help), like every other error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="prunebench",
         description="Is pruning worth it? Prune, fine-tune and compare with Scratch-E / Scratch-B controls.",
     )

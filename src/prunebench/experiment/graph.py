@@ -1,8 +1,12 @@
 """Expand a preset into its stage graph: arms x methods x seeds.
 
-    train_large(seed) -> prune(method, seed) -> finetune
-                                             -> scratch_e, scratch_b, uniform_scratch,
-                                                winning_ticket(lr), random_ticket(lr)
+    train_large(seed) [-> soft_train] -> prune(method, seed) -> finetune
+                                       -> scratch_e, scratch_b, uniform_scratch,
+                                          winning_ticket(lr), random_ticket(lr),
+                                          uniform_sparse_scratch, guided_scratch, guided_sparse_scratch
+
+`soft_train` exists only for SFP from a pretrained model (`pretrained = true`): the
+plain large model is the pretrain baseline, soft pruning continues from its weights.
 
 Every scratch-type stage hangs off the pruning run of the same seed (seed-paired,
 protocol §1), and records that run's identity as its `pruned` upstream.  Stages
@@ -17,13 +21,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from prunebench.experiment.identity import derived_seed, non_default, stage_identity
-from prunebench.experiment.preset import MethodConfig, Preset
-from prunebench.experiment.resolve import data_fingerprint, recipe_of, resolve_method
+from prunebench.experiment.preset import PRETRAINED_SOFT_LR, MethodConfig, Preset
+from prunebench.experiment.resolve import ResolvedMethod, data_fingerprint, recipe_of, resolve_method
 from prunebench.measure import BudgetPolicy
 
 #: stage kind -> what it trains or computes, for the dry run
 KINDS = {
     "train_large": "train the large model",
+    "soft_train": "soft-pruning training starting from the pretrained large model (SFP)",
     "prune": "prune the large model (and evaluate it without fine-tuning)",
     "finetune": "fine-tune the pruned model",
     "scratch_e": "train the pruned architecture from scratch, same epochs",
@@ -31,6 +36,15 @@ KINDS = {
     "uniform_scratch": "train a uniformly narrowed model of the same cost from scratch",
     "winning_ticket": "retrain the pruned model from the large model's own init",
     "random_ticket": "retrain the pruned model from a random init",
+    "uniform_sparse_scratch": "train the full model from scratch under random masks of the pruned model's density",
+    "guided_scratch": "train a model with the pruned model's per-stage average widths from scratch",
+    "guided_sparse_scratch": "train the full model from scratch under masks with the pruned model's per-stage sparsity",
+}
+#: architecture-search arm (= its stage kind) -> the pruning style it applies to; other runs skip it
+_SEARCH_ARMS = {
+    "uniform_sparse_scratch": "mask",
+    "guided_scratch": "physical",
+    "guided_sparse_scratch": "mask",
 }
 
 
@@ -99,22 +113,31 @@ def expand(preset: Preset, *, split_hash: str | None = None) -> Plan:
     for m in preset.methods:
         r = resolve_method(preset, m)
         for seed in preset.seeds:
-            large = b.add(
-                "train_large",
-                seed,
-                {"model": r.large_spec, "recipe": large_recipe, "large_training": r.large_training},
-                {},
-                {"method": m.name, "options": m.options},
-                m.label,
-            )
-            b.link(m.label, "unpruned", large)
-            if "unpruned_plain" in arms and r.large_training["kind"] != "plain":  # methods.md §5.7
-                plain = b.add(
-                    "train_large", seed,
-                    {"model": r.plain_spec, "recipe": large_recipe, "large_training": {"kind": "plain"}},
-                    {}, {"method": m.name, "options": m.options, "plain": True}, m.label,
+            plain_cfg = {"model": r.plain_spec, "recipe": large_recipe, "large_training": {"kind": "plain"}}
+            plain_payload = {"method": m.name, "options": m.options, "plain": True}
+            if r.pretrained:  # SFP from a pretrained model: plain pretraining, then soft pruning
+                pre = b.add("train_large", seed, plain_cfg, {}, plain_payload, m.label)
+                large = b.add(
+                    "soft_train", seed,
+                    {"model": r.large_spec, "recipe": _soft_recipe(preset), "large_training": r.large_training},
+                    {"pretrained": pre}, {"method": m.name, "options": m.options}, m.label,
                 )  # fmt: skip
-                b.link(m.label, "unpruned_plain", plain, "unpruned")
+                b.link(m.label, "unpruned", large)
+                if "unpruned_plain" in arms:
+                    b.link(m.label, "unpruned_plain", pre, "unpruned")
+            else:
+                pre = large = b.add(
+                    "train_large",
+                    seed,
+                    {"model": r.large_spec, "recipe": large_recipe, "large_training": r.large_training},
+                    {},
+                    {"method": m.name, "options": m.options},
+                    m.label,
+                )
+                b.link(m.label, "unpruned", large)
+                if "unpruned_plain" in arms and r.large_training["kind"] != "plain":  # methods.md §5.7
+                    plain = b.add("train_large", seed, plain_cfg, {}, plain_payload, m.label)
+                    b.link(m.label, "unpruned_plain", plain, "unpruned")
             if arms <= {"unpruned", "unpruned_plain"}:
                 continue
             prune = b.add(
@@ -136,22 +159,32 @@ def expand(preset: Preset, *, split_hash: str | None = None) -> Plan:
                     ft = b.add("finetune", seed, {"recipe": r.finetune, "method": m.name, "options": r.options},
                                {"pruned": prune}, {"method": m.name, "options": m.options}, m.label)  # fmt: skip
                     b.link(m.label, "finetuned", ft)
-            _scratch_arms(b, m, r.finetune, seed, prune, large, large_recipe)
+            _scratch_arms(b, m, r, seed, prune, pre, large_recipe)
     stages = sorted(b.stages.values(), key=lambda s: list(KINDS).index(s.kind))
     order = {s.id: i for i, s in enumerate(stages)}
     links = sorted(b.links, key=lambda x: (order[x[2]], x[0], x[1]))
     return Plan(preset, stages, links)
 
 
-def _scratch_arms(b: _Builder, m: MethodConfig, finetune: dict[str, Any] | None, seed: int, prune: str, large: str, recipe: dict[str, Any]) -> None:
+def _soft_recipe(preset: Preset) -> dict[str, Any]:
+    """The soft-pruning recipe after pretraining: the preset's, else the large one at the pretrained LR."""
+    soft = preset.soft_from_pretrained or dataclasses.replace(preset.large, lr=PRETRAINED_SOFT_LR)
+    return non_default(recipe_of(soft.to_dict()))
+
+
+def _scratch_arms(b: _Builder, m: MethodConfig, r: ResolvedMethod, seed: int, prune: str, large: str, recipe: dict[str, Any]) -> None:
+    """The from-scratch arms of one pruning run; `large` is the plainly trained (or pretrained) large model."""
     p = b.preset
     reinit = p.scratch_reinit
+    finetune = r.finetune
     if "scratch_e" in p.arms:
         cfg = {"recipe": recipe, "reinit": reinit, "init_seed": derived_seed(seed, "scratch_e")}
         b.link(m.label, "scratch_e", b.add("scratch_e", seed, cfg, {"pruned": prune}, {}, m.label))
     if "scratch_b" in p.arms:
         budget = dataclasses.asdict(p.budget)
-        budget["base_epochs"] = budget["base_epochs"] or recipe["epochs"]
+        # SFP from a pretrained model: pretraining + soft pruning (200 + 200 for the CIFAR recipe)
+        soft = _soft_recipe(p)["epochs"] if r.pretrained else 0
+        budget["base_epochs"] = (budget["base_epochs"] or recipe["epochs"]) + soft
         budget["finetune_epochs"] = finetune["epochs"] if finetune else 0
         budget = non_default(BudgetPolicy(**budget))
         cfg = {"recipe": recipe, "budget": budget, "reinit": reinit, "init_seed": derived_seed(seed, "scratch_b")}
@@ -166,6 +199,15 @@ def _scratch_arms(b: _Builder, m: MethodConfig, finetune: dict[str, Any] | None,
             cfg = {"recipe": {**recipe, "lr": lr}, "reinit": reinit, "init_seed": derived_seed(seed, kind)}
             sid = b.add(kind, seed, cfg, {"pruned": prune, "large": large}, {"lr": lr}, m.label)
             b.link(m.label, f"{kind}_lr{lr:g}", sid)
+    for arm, style in _SEARCH_ARMS.items():
+        if arm not in p.arms or (r.style == "mask") != (style == "mask"):
+            continue
+        cfg = {"recipe": recipe, "init_seed": derived_seed(seed, arm)}
+        if style == "mask":
+            cfg["reinit"] = reinit
+        else:
+            cfg["match"] = "params"
+        b.link(m.label, arm, b.add(arm, seed, cfg, {"pruned": prune, "large": large}, {}, m.label))
 
 
 def format_plan(plan: Plan) -> str:
@@ -176,6 +218,11 @@ def format_plan(plan: Plan) -> str:
     lines.append(f"methods: {', '.join(f'{m.label} ({m.name})' for m in p.methods)}; arms: {', '.join(p.arms)}")
     if p.unsupported:
         lines.append(f"not supported yet: {p.unsupported}")
+    if p.transfer is not None:
+        lines.append(
+            f"not supported yet: transferred_guided_scratch (patterns of {p.transfer.method} in preset "
+            f"{p.transfer.source}); the graph below leaves it out"
+        )
     short = {s.id: s.dirname for s in plan.stages}
     for i, s in enumerate(plan.stages, 1):
         ups = ", ".join(f"{role}={short[u]}" for role, u in s.upstream.items())

@@ -32,7 +32,15 @@ ARMS = (
     "uniform_scratch",
     "winning_ticket",
     "random_ticket",
+    # architecture-search baselines (methods.md §10), trained from scratch only
+    "uniform_sparse_scratch",  # mask methods: uniform density equal to the pruned model's
+    "guided_scratch",  # structured methods: per-stage average widths of the pruned model
+    "guided_sparse_scratch",  # mask methods: per-stage density and 3x3 keep maps
+    "transferred_guided_scratch",  # patterns of another preset's pruned model (not runnable yet)
 )
+
+#: The default soft-pruning LR when SFP starts from a pretrained model (protocol §4.4).
+PRETRAINED_SOFT_LR = 0.001
 
 @dataclass(frozen=True)
 class DataConfig:
@@ -92,6 +100,14 @@ class BudgetConfig:
 
 
 @dataclass(frozen=True)
+class TransferConfig:
+    """Where transferred-guided patterns come from: a method label of another (source) preset."""
+
+    source: str
+    method: str
+
+
+@dataclass(frozen=True)
 class Preset:
     name: str
     file: str
@@ -110,6 +126,10 @@ class Preset:
     log_test_every_epoch: bool = True  # fills the reference-compatible best-on-test column
     weight_histograms: bool = False  # the report plots conv weight distributions (E14)
     unsupported: str | None = None  # a documented stub: validates, but does not run
+    # soft-pruning run of a method trained from a pretrained model (SFP `pretrained = true`);
+    # None = the large recipe at `PRETRAINED_SOFT_LR`
+    soft_from_pretrained: RecipeConfig | None = None
+    transfer: TransferConfig | None = None
 
     def with_seeds(self, n: int) -> Preset:
         """The first `n` seeds, extended with consecutive integers when `n` exceeds the list."""
@@ -352,17 +372,29 @@ def _budget(r: _Reader, raw: Any) -> BudgetConfig:
     )
 
 
+def _transfer(r: _Reader, raw: Any) -> TransferConfig | None:
+    if raw is None:
+        return None
+    t = r.table(raw, "transfer", {"source", "method"})
+    return TransferConfig(source=r.get(t, "source", "transfer", r.str_), method=r.get(t, "method", "transfer", r.str_))
+
+
 def parse_preset(raw: dict[str, Any], file: str) -> Preset:
     """Validate a TOML document already read into `raw`; `file` labels the errors."""
     r = _Reader(file)
-    top = {"name", "description", "notes", "unsupported", "log_test_every_epoch", "weight_histograms", "seeds", "data", "model", "methods", "arms", "recipes", "budget"}
+    top = {"name", "description", "notes", "unsupported", "log_test_every_epoch", "weight_histograms", "seeds", "data", "model", "methods", "arms", "recipes", "budget", "transfer"}
     t = r.table(raw, "", top)
     unsupported = r.get(t, "unsupported", "", r.str_, None)
-    recipes = r.table(r.get(t, "recipes", "", r.raw), "recipes", {"large", "finetune", "lottery"})
+    recipes = r.table(r.get(t, "recipes", "", r.raw), "recipes", {"large", "finetune", "lottery", "soft_from_pretrained"})
     large = _recipe(r, r.get(recipes, "large", "recipes", r.raw), "recipes.large")
     finetune = _recipe(r, r.get(recipes, "finetune", "recipes", r.raw), "recipes.finetune", inherit=large)
     lottery = r.table(r.get(recipes, "lottery", "recipes", r.raw, {}), "recipes.lottery", {"lrs"})
+    soft = recipes.get("soft_from_pretrained")
+    soft_recipe = None if soft is None else _recipe(r, soft, "recipes.soft_from_pretrained", inherit=large)
     arms, reinit = _arms(r, r.get(t, "arms", "", r.raw))
+    transfer = _transfer(r, t.get("transfer"))
+    if ("transferred_guided_scratch" in arms) != (transfer is not None):
+        raise r.fail("transfer", "the transferred_guided_scratch arm and a [transfer] table go together")
     return Preset(
         name=r.get(t, "name", "", r.str_),
         file=file,
@@ -382,6 +414,8 @@ def parse_preset(raw: dict[str, Any], file: str) -> Preset:
         log_test_every_epoch=r.get(t, "log_test_every_epoch", "", r.bool_, True),
         weight_histograms=r.get(t, "weight_histograms", "", r.bool_, False),
         unsupported=unsupported,
+        soft_from_pretrained=soft_recipe,
+        transfer=transfer,
     )
 
 

@@ -39,6 +39,11 @@ def check_runnable(preset: Preset) -> None:
     """Refuse, in one line, presets that can be planned but not run."""
     if preset.unsupported:
         raise ConfigError(f"preset {preset.name} is a documented stub and cannot run: {preset.unsupported}")
+    if "transferred_guided_scratch" in preset.arms:
+        raise ConfigError(
+            f"{preset.file}: arms.transferred_guided_scratch is not supported yet (patterns from preset "
+            f"{preset.transfer.source if preset.transfer else '?'}); switch it off to run the other arms"
+        )
     if preset.data.name in _PLANNING_ONLY:
         raise ConfigError(f"{preset.file}: data set {preset.data.name!r} can be planned (--dry-run) but not loaded yet")
 
@@ -85,6 +90,8 @@ class ResolvedMethod:
     large_training: dict[str, Any]
     options: dict[str, Any]
     finetune: dict[str, Any] | None
+    style: str = "physical"  # "mask" methods get the sparse architecture-search arms
+    pretrained: bool = False  # soft-pruning training starts from a plainly trained large model
 
 
 def callback_fingerprint(callbacks: list[Any]) -> list[dict[str, Any]]:
@@ -95,7 +102,8 @@ def callback_fingerprint(callbacks: list[Any]) -> list[dict[str, Any]]:
 def resolve_method(preset: Preset, m: MethodConfig) -> ResolvedMethod:
     if preset.unsupported:  # a stub: identities from the declarations alone
         declared = {"variant": preset.model.variant, "width_mult": preset.model.width_mult, "options": preset.model.options}
-        return ResolvedMethod(declared, declared, {"method": m.name}, m.options, non_default(recipe_of(preset.finetune.to_dict())))
+        ft = non_default(recipe_of(preset.finetune.to_dict()))
+        return ResolvedMethod(declared, declared, {"method": m.name}, m.options, ft, pretrained=bool(m.options.get("pretrained")))
     from prunebench.prune import get_method
 
     method = get_method(m.name)
@@ -113,4 +121,6 @@ def resolve_method(preset: Preset, m: MethodConfig) -> ResolvedMethod:
         large_training=training,
         options=non_default(m.parsed),
         finetune=None if ft is None else non_default(ft),
+        style=method.style,
+        pretrained=method.large_training_kind == "soft" and bool(getattr(m.parsed, "pretrained", False)),
     )

@@ -209,6 +209,19 @@ def _train_large(ctx: _Ctx) -> tuple[str, dict[str, Any]]:
     return "physical", {"large_training": ctx.stage.config["large_training"]["kind"]}
 
 
+def _soft_train(ctx: _Ctx) -> tuple[str, dict[str, Any]]:
+    """Soft-pruning training (SFP) continuing from the pretrained large model's final weights."""
+    from prunebench.train import load_model, seed_everything
+
+    method, opts = _method(ctx.stage)
+    model, _, _ = load_model(ctx.up("pretrained") / "final")
+    seed_everything(ctx.stage.seed)
+    recipe = recipe_of(ctx.stage.config["recipe"])
+    result = _train(ctx, model, recipe, seed=ctx.stage.seed, callbacks=method.large_training(opts, model.spec))
+    _record_training(ctx, "unpruned", model, None, result, recipe, 1.0)
+    return "physical", {"large_training": ctx.stage.config["large_training"]["kind"], "pretrained": True}
+
+
 def _prune(ctx: _Ctx) -> tuple[str, dict[str, Any]]:
     from prunebench.measure import flops_ratio
     from prunebench.prune.recalibrate import recalibrate_bn
@@ -307,6 +320,49 @@ def _uniform(ctx: _Ctx) -> tuple[str, dict[str, Any]]:
     return "physical", {"paired_prune": ctx.stage.upstream["pruned"], "width_factor": factor, "target_params": target}
 
 
+def conv_density(masks: dict[str, torch.Tensor] | None) -> float:
+    """Kept fraction of all conv weights (4-d masks) taken together; 1.0 without masks."""
+    convs = [m for m in (masks or {}).values() if m.dim() == 4]
+    total = sum(m.numel() for m in convs)
+    return float(sum(int(m.sum()) for m in convs) / total) if total else 1.0
+
+
+def _search_arm(ctx: _Ctx) -> tuple[str, dict[str, Any]]:
+    """uniform_sparse / guided / guided_sparse scratch: an architecture read off the pruned model,
+    freshly initialised and trained with the Scratch-E recipe (methods.md §10)."""
+    from prunebench.measure import count_params, flops_ratio
+    from prunebench.prune.guided import guided_spec, stage_width_fractions
+    from prunebench.prune.guided_sparse import guided_sparse_masks, stage_sparsity, uniform_sparse_masks
+    from prunebench.prune.scratch import scratch_model
+
+    kind, cfg = ctx.stage.kind, ctx.stage.config
+    pruned, pruned_masks, meta = _load_pruned(ctx)
+    large = _large_model(ctx.up("large"))
+    seed = cfg["init_seed"]
+    extra: dict[str, Any] = {"paired_prune": ctx.stage.upstream["pruned"]}
+    if kind == "guided_scratch":
+        target = count_params(pruned, masks=pruned_masks).nonzero
+        fractions = stage_width_fractions(pruned.spec, large.spec)
+        spec, scale = guided_spec(large.spec, fractions, target_params=target)
+        model, masks = scratch_model(spec, seed=seed)
+        extra.update(stage_fractions=fractions, scale=scale, target_params=target)
+    else:  # masks drawn on the full (unpruned-size) architecture, then the sparse re-init
+        shape = pruned.spec.build()
+        if kind == "uniform_sparse_scratch":
+            density = conv_density(pruned_masks)
+            drawn = uniform_sparse_masks(shape, density, seed=seed)
+            extra["density"] = density
+        else:
+            densities, maps = stage_sparsity(meta["info"])
+            drawn = guided_sparse_masks(shape, densities, maps, seed=seed)
+            extra["stage_density"] = densities
+        model, masks = scratch_model(pruned.spec, seed=seed, masks=drawn, reinit=cfg["reinit"])
+    recipe = recipe_of(cfg["recipe"])
+    result = _train(ctx, model, recipe, seed=seed, masks=masks)
+    _record_training(ctx, kind, model, masks, result, recipe, flops_ratio(large, model, masks))
+    return _style(masks), extra
+
+
 def _ticket(ctx: _Ctx) -> tuple[str, dict[str, Any]]:
     from prunebench.prune.lottery import lottery_recipe, random_ticket, ticket_dir, winning_ticket
     from prunebench.prune.scratch import scratch_model
@@ -334,6 +390,7 @@ def _ticket(ctx: _Ctx) -> tuple[str, dict[str, Any]]:
 
 _KINDS = {
     "train_large": _train_large,
+    "soft_train": _soft_train,
     "prune": _prune,
     "finetune": _finetune,
     "scratch_e": _scratch_e,
@@ -341,4 +398,7 @@ _KINDS = {
     "uniform_scratch": _uniform,
     "winning_ticket": _ticket,
     "random_ticket": _ticket,
+    "uniform_sparse_scratch": _search_arm,
+    "guided_scratch": _search_arm,
+    "guided_sparse_scratch": _search_arm,
 }

@@ -20,9 +20,16 @@ ARM_LABELS = {
     "uniform_scratch": "Uniform width, scratch",
     "winning_ticket": "Winning ticket",
     "random_ticket": "Random-init ticket",
+    "uniform_sparse_scratch": "Uniform sparsity, scratch",
+    "guided_scratch": "Guided widths, scratch",
+    "guided_sparse_scratch": "Guided sparsity, scratch",
+    "transferred_guided_scratch": "Transferred guided, scratch",
 }
 PAPER_ARMS = ("unpruned", "finetuned", "scratch_e", "scratch_b")
-COMPARED = ("scratch_e", "scratch_b", "uniform_scratch")  # tested against fine-tuned
+COMPARED = (  # tested against fine-tuned
+    "scratch_e", "scratch_b", "uniform_scratch", "uniform_sparse_scratch", "guided_scratch",
+    "guided_sparse_scratch", "transferred_guided_scratch",
+)  # fmt: skip
 
 
 def reference_arm(arm: str) -> tuple[str, str] | None:
