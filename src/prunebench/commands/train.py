@@ -50,6 +50,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="scale every width by X (default: 1)")
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
                         help="auto = bf16 autocast + channels_last where the hardware supports bf16 (default: auto)")
+    parser.add_argument("--compile", action="store_true",
+                        help="wrap the model in torch.compile (for GPUs; on a CPU it costs more than it gains)")
     parser.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda if available, else cpu)")
     parser.add_argument("--data-dir", metavar="D", help="folder holding the data files")
     parser.add_argument("--out", metavar="DIR", help="run folder (default: runs/train/ARCH-DATASET-seedS)")
@@ -73,7 +75,7 @@ def recipe_from_args(args: argparse.Namespace) -> Recipe:
     return Recipe(
         epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, momentum=args.momentum,
         nesterov=args.nesterov, weight_decay=args.wd, milestones=parse_milestones(args.milestones, args.epochs),
-        precision=args.precision,
+        precision=args.precision, compile=args.compile,
     )
 
 
