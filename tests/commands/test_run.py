@@ -66,6 +66,15 @@ def test_dry_run_prints_the_graph(capsys: pytest.CaptureFixture[str]) -> None:
     assert "large=train_large-" in out
 
 
+def test_dry_run_shows_the_transfer_source_and_the_new_arms(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "e10-transferred-cifar100-vgg19", "--dry-run", "--seeds", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "transferred patterns: slimming-60% of preset e14-weights-cifar10-vgg16" in out
+    assert "source_pruned=prune-" in out and "transferred_guided_scratch 3" in out
+    assert main(["run", "fmnist-sfp", "--dry-run", "--seeds", "1"]) == 0
+    assert "<- pretrained=train_large-" in capsys.readouterr().out
+
+
 def test_unknown_preset_is_one_line_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["run", "nope.toml"]) == 2
     assert capsys.readouterr().err.count("\n") == 1

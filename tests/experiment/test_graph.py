@@ -43,7 +43,16 @@ EXPECTED = {
         f"e9-uniform-cifar10-{net}": {"train_large": 5, "prune": 20, "scratch_e": 20, "uniform_scratch": 20}
         for net in ("vgg19", "preresnet164", "densenet40")
     },
-    "e10-guided-cifar100-vgg19": {"train_large": 5, "prune": 15, "scratch_e": 15, "uniform_scratch": 15},
+    "e7-sfp-pretrained-cifar10-resnet56": {"train_large": 5, "soft_train": 5, "prune": 5, "scratch_e": 5, "scratch_b": 5},
+    "e9-uniform-sparse-cifar10-vgg19": {
+        "train_large": 5, "prune": 10, "finetune": 10, "scratch_e": 10, "uniform_sparse_scratch": 10, "guided_sparse_scratch": 10,
+    },  # fmt: skip
+    "e10-guided-cifar100-vgg19": {"train_large": 5, "prune": 15, "scratch_e": 15, "uniform_scratch": 15, "guided_scratch": 15},
+    # + the CIFAR-10 VGG-16 source's large model and pruning run per seed
+    "e10-transferred-cifar100-vgg19": {
+        "train_large": 10, "prune": 20, "scratch_e": 15, "uniform_scratch": 15, "guided_scratch": 15,
+        "transferred_guided_scratch": 15,
+    },  # fmt: skip
     **{
         f"e11-lottery-unstructured-cifar10-{net}": {"train_large": 5, "prune": 10, "winning_ticket": 20, "random_ticket": 20}
         for net in ("vgg16", "resnet50")

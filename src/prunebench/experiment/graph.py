@@ -7,6 +7,9 @@
 
 `soft_train` exists only for SFP from a pretrained model (`pretrained = true`): the
 plain large model is the pretrain baseline, soft pruning continues from its weights.
+`transferred_guided_scratch` (with a `[transfer]` table) adds the source preset's
+train_large -> prune stages of the same seed, with the source's own data set, as
+upstream `source_large` / `source_pruned`.
 
 Every scratch-type stage hangs off the pruning run of the same seed (seed-paired,
 protocol §1), and records that run's identity as its `pruned` upstream.  Stages
@@ -20,8 +23,9 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from prunebench.errors import ConfigError
 from prunebench.experiment.identity import derived_seed, non_default, stage_identity
-from prunebench.experiment.preset import PRETRAINED_SOFT_LR, MethodConfig, Preset
+from prunebench.experiment.preset import PRETRAINED_SOFT_LR, MethodConfig, Preset, load_preset
 from prunebench.experiment.resolve import ResolvedMethod, data_fingerprint, recipe_of, resolve_method
 from prunebench.measure import BudgetPolicy
 
@@ -39,6 +43,7 @@ KINDS = {
     "uniform_sparse_scratch": "train the full model from scratch under random masks of the pruned model's density",
     "guided_scratch": "train a model with the pruned model's per-stage average widths from scratch",
     "guided_sparse_scratch": "train the full model from scratch under masks with the pruned model's per-stage sparsity",
+    "transferred_guided_scratch": "train a model with another experiment's pruned per-stage widths (or sparsity) from scratch",
 }
 #: architecture-search arm (= its stage kind) -> the pruning style it applies to; other runs skip it
 _SEARCH_ARMS = {
@@ -89,8 +94,12 @@ class _Builder:
         self.stages: dict[str, Stage] = {}
         self.links: list[tuple[str, str, str, str]] = []
 
-    def add(self, kind: str, seed: int, config: dict[str, Any], upstream: dict[str, str], payload: dict[str, Any], method: str) -> str:
-        config = {"data": self.data_fp, **config}
+    def add(
+        self, kind: str, seed: int, config: dict[str, Any], upstream: dict[str, str], payload: dict[str, Any],
+        method: str, *, data: dict[str, Any] | None = None,
+    ) -> str:  # fmt: skip
+        """Add (or share) a stage; `data` overrides the preset's data (a transfer source's stages)."""
+        config = {"data": data or self.data_fp, **config}
         sid = stage_identity(kind, config, upstream, seed)
         old = self.stages.get(sid)
         if old is None:
@@ -105,11 +114,13 @@ class _Builder:
             self.links.append(entry)
 
 
-def expand(preset: Preset, *, split_hash: str | None = None) -> Plan:
-    """The stage graph of `preset`. Without `split_hash` (dry run) no data is loaded."""
+def expand(preset: Preset, *, split_hash: str | None = None, source_split_hash: str | None = None) -> Plan:
+    """The stage graph of `preset`. Without split hashes (dry run) no data is loaded;
+    `source_split_hash` is that of the transfer source's data set."""
     b = _Builder(preset, data_fingerprint(preset, split_hash))
     large_recipe = non_default(recipe_of(preset.large.to_dict()))
     arms = set(preset.arms)
+    source = _Source(b, source_split_hash) if "transferred_guided_scratch" in arms else None
     for m in preset.methods:
         r = resolve_method(preset, m)
         for seed in preset.seeds:
@@ -160,10 +171,54 @@ def expand(preset: Preset, *, split_hash: str | None = None) -> Plan:
                                {"pruned": prune}, {"method": m.name, "options": m.options}, m.label)  # fmt: skip
                     b.link(m.label, "finetuned", ft)
             _scratch_arms(b, m, r, seed, prune, pre, large_recipe)
+            if source is not None:
+                src_large, src_prune = source.stages(seed)
+                cfg = {"recipe": large_recipe, "init_seed": derived_seed(seed, "transferred_guided_scratch"),
+                       "reinit": preset.scratch_reinit, "match": "params"}  # fmt: skip
+                ups = {"pruned": prune, "large": pre, "source_pruned": src_prune, "source_large": src_large}
+                sid = b.add("transferred_guided_scratch", seed, cfg, ups, {}, m.label)
+                b.link(m.label, "transferred_guided_scratch", sid)
     stages = sorted(b.stages.values(), key=lambda s: list(KINDS).index(s.kind))
     order = {s.id: i for i, s in enumerate(stages)}
     links = sorted(b.links, key=lambda x: (order[x[2]], x[0], x[1]))
     return Plan(preset, stages, links)
+
+
+class _Source:
+    """The transfer source's large-model and pruning stages (its own data set and identities),
+    seed-paired with this preset's seeds; they are equal to the stages the source preset plans itself."""
+
+    def __init__(self, b: _Builder, split_hash: str | None) -> None:
+        t = b.preset.transfer
+        assert t is not None  # parse_preset pairs the arm with a [transfer] table
+        self.b = b
+        self.preset = load_preset(t.source)
+        if self.preset.transfer is not None or self.preset.unsupported:
+            raise ConfigError(f"{b.preset.file}: transfer.source: {t.source} must be a runnable preset without its own transfer")
+        self.method = next((m for m in self.preset.methods if m.label == t.method), None)
+        if self.method is None:
+            labels = ", ".join(m.label for m in self.preset.methods)
+            raise ConfigError(f"{b.preset.file}: transfer.method: {t.source} has no method {t.method!r}; it has {labels}")
+        self.resolved = resolve_method(self.preset, self.method)
+        if self.resolved.pretrained:
+            raise ConfigError(f"{b.preset.file}: transfer.method: a pretrained SFP source is not supported")
+        self.data = data_fingerprint(self.preset, split_hash)
+        self.label = f"{self.preset.name}:{t.method}"
+
+    def stages(self, seed: int) -> tuple[str, str]:
+        """(large, prune) stage ids of the source run of `seed`."""
+        r, m = self.resolved, self.method
+        recipe = non_default(recipe_of(self.preset.large.to_dict()))
+        large = self.b.add(
+            "train_large", seed, {"model": r.large_spec, "recipe": recipe, "large_training": r.large_training}, {},
+            {"method": m.name, "options": m.options}, self.label, data=self.data,
+        )  # fmt: skip
+        prune = self.b.add(
+            "prune", seed, {"method": m.name, "options": r.options}, {"large": large},
+            {"method": m.name, "options": m.options, "bn_recal": False, "is_final": r.finetune is None}, self.label,
+            data=self.data,
+        )  # fmt: skip
+        return large, prune
 
 
 def _soft_recipe(preset: Preset) -> dict[str, Any]:
@@ -219,10 +274,7 @@ def format_plan(plan: Plan) -> str:
     if p.unsupported:
         lines.append(f"not supported yet: {p.unsupported}")
     if p.transfer is not None:
-        lines.append(
-            f"not supported yet: transferred_guided_scratch (patterns of {p.transfer.method} in preset "
-            f"{p.transfer.source}); the graph below leaves it out"
-        )
+        lines.append(f"transferred patterns: {p.transfer.method} of preset {p.transfer.source} (its stages are upstream)")
     short = {s.id: s.dirname for s in plan.stages}
     for i, s in enumerate(plan.stages, 1):
         ups = ", ".join(f"{role}={short[u]}" for role, u in s.upstream.items())

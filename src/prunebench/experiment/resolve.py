@@ -39,11 +39,6 @@ def check_runnable(preset: Preset) -> None:
     """Refuse, in one line, presets that can be planned but not run."""
     if preset.unsupported:
         raise ConfigError(f"preset {preset.name} is a documented stub and cannot run: {preset.unsupported}")
-    if "transferred_guided_scratch" in preset.arms:
-        raise ConfigError(
-            f"{preset.file}: arms.transferred_guided_scratch is not supported yet (patterns from preset "
-            f"{preset.transfer.source if preset.transfer else '?'}); switch it off to run the other arms"
-        )
     if preset.data.name in _PLANNING_ONLY:
         raise ConfigError(f"{preset.file}: data set {preset.data.name!r} can be planned (--dry-run) but not loaded yet")
 

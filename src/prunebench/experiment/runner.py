@@ -19,7 +19,7 @@ from typing import Any
 from prunebench.errors import PrunebenchError
 from prunebench.experiment.executor import make_executor
 from prunebench.experiment.graph import Plan, Stage, expand
-from prunebench.experiment.preset import Preset
+from prunebench.experiment.preset import Preset, load_preset
 from prunebench.experiment.resolve import check_runnable, data_fingerprint
 from prunebench.experiment.stages import STAGES_DIR, StageTask, load_splits, run_stage
 from prunebench.experiment.store import Store
@@ -71,7 +71,12 @@ def run_experiment(
         preset = preset.with_seeds(seeds)
     exp_dir = Path(out_dir)
     splits = load_splits(data_fingerprint(preset))
-    plan = expand(preset, split_hash=splits.split_hash)
+    source_hash = None
+    if preset.transfer is not None:  # the transfer source's stages carry its own data set's hash
+        source = load_preset(preset.transfer.source)
+        check_runnable(source)
+        source_hash = load_splits(data_fingerprint(source)).split_hash
+    plan = expand(preset, split_hash=splits.split_hash, source_split_hash=source_hash)
     store = Store.open(exp_dir)
     try:
         store.add_experiment(preset.name, preset.file, preset_record(preset))

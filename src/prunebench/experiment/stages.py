@@ -328,35 +328,49 @@ def conv_density(masks: dict[str, torch.Tensor] | None) -> float:
 
 
 def _search_arm(ctx: _Ctx) -> tuple[str, dict[str, Any]]:
-    """uniform_sparse / guided / guided_sparse scratch: an architecture read off the pruned model,
-    freshly initialised and trained with the Scratch-E recipe (methods.md §10)."""
+    """The architecture-search arms (methods.md §10), freshly initialised and trained with the
+    Scratch-E recipe.  uniform_sparse: random masks at the pruned model's conv density.  guided(_sparse):
+    the pruned model's per-stage widths (sized to its parameters) or per-stage densities and 3x3 maps.
+    transferred_guided: the same, with the pattern of the transfer source's pruned model."""
     from prunebench.measure import count_params, flops_ratio
-    from prunebench.prune.guided import guided_spec, stage_width_fractions
+    from prunebench.prune.analysis import conv_stages
+    from prunebench.prune.guided import guided_spec, stage_width_fractions, transfer_fractions
     from prunebench.prune.guided_sparse import guided_sparse_masks, stage_sparsity, uniform_sparse_masks
     from prunebench.prune.scratch import scratch_model
+    from prunebench.train import load_model
 
     kind, cfg = ctx.stage.kind, ctx.stage.config
     pruned, pruned_masks, meta = _load_pruned(ctx)
     large = _large_model(ctx.up("large"))
     seed = cfg["init_seed"]
     extra: dict[str, Any] = {"paired_prune": ctx.stage.upstream["pruned"]}
-    if kind == "guided_scratch":
+    if kind == "transferred_guided_scratch":
+        pattern, pattern_masks, pattern_meta = load_model(ctx.up("source_pruned") / PRUNED_DIR)
+        pattern_meta = pattern_meta or {}
+        pattern_large = _large_model(ctx.up("source_large")).spec
+        sparse = bool(pattern_masks) and pattern_meta.get("style") == "mask"
+        extra["source_prune"] = ctx.stage.upstream["source_pruned"]
+    else:
+        pattern, pattern_meta, pattern_large = pruned, meta, large.spec
+        sparse = kind != "guided_scratch"
+    masks: Any = None
+    if kind == "uniform_sparse_scratch":
+        extra["density"] = conv_density(pruned_masks)
+        masks = uniform_sparse_masks(large, extra["density"], seed=seed)
+    elif sparse:  # per-stage pattern mapped onto this network's stages (unchanged for the same network)
+        densities, maps = stage_sparsity(pattern_meta["info"])
+        n = 1 + max(conv_stages(large).values())
+        extra["stage_density"] = transfer_fractions(densities, n)
+        masks = guided_sparse_masks(large, extra["stage_density"], transfer_fractions(maps, n), seed=seed)
+    if masks is not None:  # drawn on the full architecture, then the sparse re-init
+        model, masks = scratch_model(large.spec, seed=seed, masks=masks, reinit=cfg["reinit"])
+    else:
+        n = 1 + max(g.stage for g in large.spec.groups())
+        fractions = transfer_fractions(stage_width_fractions(pattern.spec, pattern_large), n)
         target = count_params(pruned, masks=pruned_masks).nonzero
-        fractions = stage_width_fractions(pruned.spec, large.spec)
         spec, scale = guided_spec(large.spec, fractions, target_params=target)
         model, masks = scratch_model(spec, seed=seed)
         extra.update(stage_fractions=fractions, scale=scale, target_params=target)
-    else:  # masks drawn on the full (unpruned-size) architecture, then the sparse re-init
-        shape = pruned.spec.build()
-        if kind == "uniform_sparse_scratch":
-            density = conv_density(pruned_masks)
-            drawn = uniform_sparse_masks(shape, density, seed=seed)
-            extra["density"] = density
-        else:
-            densities, maps = stage_sparsity(meta["info"])
-            drawn = guided_sparse_masks(shape, densities, maps, seed=seed)
-            extra["stage_density"] = densities
-        model, masks = scratch_model(pruned.spec, seed=seed, masks=drawn, reinit=cfg["reinit"])
     recipe = recipe_of(cfg["recipe"])
     result = _train(ctx, model, recipe, seed=seed, masks=masks)
     _record_training(ctx, kind, model, masks, result, recipe, flops_ratio(large, model, masks))
@@ -401,4 +415,5 @@ _KINDS = {
     "uniform_sparse_scratch": _search_arm,
     "guided_scratch": _search_arm,
     "guided_sparse_scratch": _search_arm,
+    "transferred_guided_scratch": _search_arm,
 }
