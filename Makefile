@@ -26,6 +26,7 @@ data: venv
 	$(BIN)/prunebench data fetch fashion-mnist
 
 test: venv data
+	$(BIN)/ruff check --no-cache src tests bench
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 demo: venv data

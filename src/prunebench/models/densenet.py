@@ -20,6 +20,7 @@ from prunebench.errors import SpecError
 from prunebench.models.init import InitSpec
 from prunebench.models.layers import (
     ChannelSelection,
+    SelectHeadNet,
     bn_members,
     check_selection,
     compose_selections,
@@ -63,7 +64,7 @@ class Transition(nn.Module):
         return F.avg_pool2d(self.conv(self.relu(self.select(self.bn(x)))), 2)  # functional, as the reference
 
 
-class DenseNet(nn.Module):
+class DenseNet(SelectHeadNet):
     def __init__(self, spec: DenseNetSpec) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(spec.in_channels, spec.stem, 3, 1, 1, bias=False)
@@ -82,11 +83,7 @@ class DenseNet(nn.Module):
                 sel = selection_of(next(sels), cin)
                 self.add_module(f"trans{d + 1}", Transition(cin, sel, cin // spec.compression_rate))
         cin = next(fulls)
-        self.bn = nn.BatchNorm2d(cin)
-        self.select = ChannelSelection(selection_of(next(sels), cin))
-        self.relu = nn.ReLU(inplace=True)
-        self.avgpool = nn.AvgPool2d(spec.final_size())
-        self.fc = nn.Linear(len(self.select.indices), spec.num_classes)
+        self.add_head(cin, next(sels), spec.final_size(), spec.num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.conv1(x)
@@ -94,8 +91,7 @@ class DenseNet(nn.Module):
             x = getattr(self, f"dense{d + 1}")(x)
             if d + 1 < self.n_blocks:
                 x = getattr(self, f"trans{d + 1}")(x)
-        x = self.avgpool(self.relu(self.select(self.bn(x))))
-        return self.fc(torch.flatten(x, 1))
+        return self.head(x)
 
 
 @register_family

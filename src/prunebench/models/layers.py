@@ -45,6 +45,24 @@ class Gate(nn.Module):
         return x * self.weight
 
 
+class SelectHeadNet(nn.Module):
+    """Base of the pre-activation nets (PreResNet, DenseNet): BN → selection → ReLU → pool → Linear.
+
+    The final BN keeps the full width; the selection decides what the classifier reads.
+    """
+
+    def add_head(self, width: int, selection: Sequence[int], final_size: int, num_classes: int) -> None:
+        self.bn = nn.BatchNorm2d(width)
+        self.select = ChannelSelection(selection_of(selection, width))
+        self.relu = nn.ReLU(inplace=True)
+        self.avgpool = nn.AvgPool2d(final_size)  # a module: the reference FLOPs rule counts it
+        self.fc = nn.Linear(len(self.select.indices), num_classes)
+
+    def head(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.avgpool(self.relu(self.select(self.bn(x))))
+        return self.fc(torch.flatten(x, 1))
+
+
 def block_paths(blocks: Sequence[int], first_residual: Sequence[bool]) -> list[tuple[str, int]]:
     """(module path, stage) of every residual block; a stage without its first residual
     branch starts with a shortcut-only unit at index 0, so its blocks start at 1."""

@@ -17,6 +17,7 @@ from prunebench.errors import SpecError
 from prunebench.models.init import InitSpec
 from prunebench.models.layers import (
     ChannelSelection,
+    SelectHeadNet,
     bn_members,
     check_selection,
     compose_selections,
@@ -57,7 +58,7 @@ class PreActBlock(nn.Module):
         return out + (x if self.downsample is None else self.downsample(x))
 
 
-class PreResNet(nn.Module):
+class PreResNet(SelectHeadNet):
     def __init__(self, spec: PreResNetSpec) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(spec.in_channels, spec.stem, 3, 1, 1, bias=False)
@@ -72,18 +73,13 @@ class PreResNet(nn.Module):
                 cin = cout
             self.add_module(f"layer{s + 1}", nn.Sequential(*blocks))
         self.n_stages = len(spec.blocks)
-        self.bn = nn.BatchNorm2d(cin)
-        self.select = ChannelSelection(selection_of(next(sels), cin))
-        self.relu = nn.ReLU(inplace=True)
-        self.avgpool = nn.AvgPool2d(spec.final_size())
-        self.fc = nn.Linear(len(self.select.indices), spec.num_classes)
+        self.add_head(cin, next(sels), spec.final_size(), spec.num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.conv1(x)
         for s in range(self.n_stages):
             x = getattr(self, f"layer{s + 1}")(x)
-        x = self.avgpool(self.relu(self.select(self.bn(x))))
-        return self.fc(torch.flatten(x, 1))
+        return self.head(x)
 
 
 @register_family

@@ -319,3 +319,15 @@ class Timer:
 
     def record(self) -> dict[str, dict[str, float]]:
         return self.layers
+
+
+def check_sampling_target(method: str, opts: Any, targets: Sequence[str]) -> None:
+    """Option checks ThiNet and regression share: exactly one of ratio/variant, sane sampling sizes."""
+    if (opts.ratio is None) == (opts.variant is None):
+        raise ConfigError(f"{method}: give exactly one of ratio and variant")
+    if opts.ratio is not None and not 0 < opts.ratio <= 1:
+        raise ConfigError(f"{method}: ratio must be in (0, 1], got {opts.ratio}")
+    if opts.variant is not None and opts.variant not in targets:
+        raise ConfigError(f"{method}: unknown variant {opts.variant!r}; known: {', '.join(targets)}")
+    if opts.images < 1 or opts.locations < 1 or opts.ridge < 0:
+        raise ConfigError(f"{method}: images and locations must be >= 1, ridge >= 0")

@@ -38,6 +38,7 @@ from prunebench.prune.activations import (
     Timer,
     as_channels,
     balanced_images,
+    check_sampling_target,
     consumer_weight,
     plan_layers,
     sample_layer,
@@ -76,14 +77,9 @@ class RegressionOptions:
     batch_size: int = 128
 
     def validate(self) -> None:
-        if (self.ratio is None) == (self.variant is None):
-            raise ConfigError("regression: give exactly one of ratio and variant")
-        if self.ratio is not None and not 0 < self.ratio <= 1:
-            raise ConfigError(f"regression: ratio must be in (0, 1], got {self.ratio}")
-        if self.variant is not None and self.variant not in TARGETS:
-            raise ConfigError(f"regression: unknown variant {self.variant!r}; known: {', '.join(TARGETS)}")
-        if self.images < 1 or self.locations < 1 or self.ridge < 0 or self.path_steps < 2:
-            raise ConfigError("regression: images, locations >= 1, ridge >= 0, path_steps >= 2")
+        check_sampling_target("regression", self, TARGETS)
+        if self.path_steps < 2:
+            raise ConfigError("regression: path_steps must be >= 2")
 
 
 @dataclass

@@ -26,7 +26,6 @@ returns a physically shallower net without gates that computes the same function
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 

@@ -32,6 +32,7 @@ from prunebench.prune.activations import (
     Timer,
     as_channels,
     balanced_images,
+    check_sampling_target,
     consumer_weight,
     contributions,
     plan_layers,
@@ -67,14 +68,9 @@ class ThiNetOptions:
     batch_size: int = 128
 
     def validate(self) -> None:
-        if (self.ratio is None) == (self.variant is None):
-            raise ConfigError("thinet: give exactly one of ratio and variant")
-        if self.ratio is not None and not 0 < self.ratio <= 1:
-            raise ConfigError(f"thinet: ratio must be in (0, 1], got {self.ratio}")
-        if self.variant is not None and self.variant not in TARGETS:
-            raise ConfigError(f"thinet: unknown variant {self.variant!r}; known: {', '.join(TARGETS)}")
-        if self.images < 1 or self.locations < 1 or self.ridge < 0 or self.finetune_between < 0:
-            raise ConfigError("thinet: images and locations must be >= 1, ridge and finetune_between >= 0")
+        check_sampling_target("thinet", self, TARGETS)
+        if self.finetune_between < 0:
+            raise ConfigError("thinet: finetune_between must be >= 0")
 
 
 def greedy_remove(xhat: torch.Tensor, count: int) -> list[int]:

@@ -158,8 +158,8 @@ def num(v: float | None, unit: str = "") -> str:
 
 def markdown_table(t: MethodTable) -> str:
     head = (
-        f"| Arm | Accuracy % mean ± std (n) | 95% CI | Welch t-test vs fine-tuned (scratch) / winning ticket (random init) | Params (non-zero) | FLOPs | "
-        f"FLOPs ratio | Latency ms | Epochs | Training FLOPs | Wall s | Best-on-test % (reference-compatible, optimistic) |"
+        "| Arm | Accuracy % mean ± std (n) | 95% CI | Welch t-test vs fine-tuned (scratch) / winning ticket (random init) | Params (non-zero) | FLOPs | "
+        "FLOPs ratio | Latency ms | Epochs | Training FLOPs | Wall s | Best-on-test % (reference-compatible, optimistic) |"
     )
     lines = [head, "|" + "---|" * head.count(" | ") + "---|"]
     for a in t.arms:
