@@ -27,6 +27,7 @@ data: venv
 
 test: venv data
 	$(BIN)/ruff check --no-cache src tests bench
+	$(BIN)/mypy src
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 demo: venv data

@@ -5,8 +5,12 @@ from __future__ import annotations
 import csv
 import json
 import multiprocessing
+import sqlite3
 from pathlib import Path
 
+import pytest
+
+from prunebench.errors import PrunebenchError
 from prunebench.experiment import Store
 
 WRITERS, ROWS = 4, 50
@@ -56,3 +60,16 @@ def test_results_join_links_budgets_and_export(tmp_path: Path) -> None:
     [exported] = list(csv.DictReader(csv_path.open()))
     assert exported["arm"] == "finetuned" and float(exported["training_flops"]) == 1.5e9
     assert json.loads(json_path.read_text())[0]["arch"] == {"widths": [1, 2]}
+
+
+def test_a_store_of_another_schema_is_refused_in_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "prunebench.sqlite"
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE links (experiment TEXT, method TEXT, arm TEXT, stage_id TEXT)")
+    db.commit()
+    db.close()
+    with pytest.raises(PrunebenchError, match="store schema 0, this one reads"):
+        Store(path)
+    fresh = Store(tmp_path / "new.sqlite")  # a new file is created at the current schema
+    fresh.close()
+    Store(tmp_path / "new.sqlite").close()  # and reopens

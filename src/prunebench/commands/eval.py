@@ -11,6 +11,7 @@ from typing import Any
 from prunebench.data import list_datasets, load
 from prunebench.errors import ConfigError
 from prunebench.measure import count_flops, count_params
+from prunebench.models import attached_spec
 from prunebench.train import evaluate, load_model
 from prunebench.train.checkpoint import SPEC_FILE
 
@@ -58,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"{ckpt}: no run config.json found; pass --dataset")
     val_size = args.val_size if args.val_size is not None else config.get("val_size")
     splits = load(dataset, val_size=val_size, data_dir=args.data_dir)
-    spec, info = model.spec, splits.info
+    spec, info = attached_spec(model), splits.info
     if (spec.num_classes, spec.in_channels, spec.input_size) != (info.num_classes, info.in_channels, info.input_size):
         raise ConfigError(
             f"{ckpt} holds a model for {spec.in_channels}x{spec.input_size}x{spec.input_size} inputs and "

@@ -14,6 +14,7 @@ from torch import nn
 from prunebench.data import DEFAULT_DATASET, Splits, load
 from prunebench.errors import CheckpointError, ConfigError
 from prunebench.measure import count_flops, count_params, measure_latency
+from prunebench.models import attached_spec
 from prunebench.prune import get_method, list_methods
 from prunebench.prune.recalibrate import recalibrate_bn
 from prunebench.train import evaluate, load_model
@@ -100,7 +101,7 @@ def measure(model: nn.Module, masks: dict[str, Any] | None) -> dict[str, Any]:
         "flops": count_flops(model, mode="reference").flops,
         "flops_sparse": count_flops(model, mode="reference", masks=masks).flops if masks else None,
         "latency_ms": measure_latency(model).median_ms,
-        "widths": model.spec.widths(),
+        "widths": attached_spec(model).widths(),
     }
 
 
@@ -181,7 +182,7 @@ def run(args: argparse.Namespace) -> int:
         "method": method.name,
         "options": dataclasses.asdict(opts),
         "seed": args.seed,
-        "family": large.spec.family,
+        "family": attached_spec(large).family,
         "checkpoint": str(source),
         "out": str(args.out),
         "before": measure(large, large_masks),

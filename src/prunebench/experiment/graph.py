@@ -195,10 +195,11 @@ class _Source:
         self.preset = load_preset(t.source)
         if self.preset.transfer is not None or self.preset.unsupported:
             raise ConfigError(f"{b.preset.file}: transfer.source: {t.source} must be a runnable preset without its own transfer")
-        self.method = next((m for m in self.preset.methods if m.label == t.method), None)
-        if self.method is None:
+        method = next((m for m in self.preset.methods if m.label == t.method), None)
+        if method is None:
             labels = ", ".join(m.label for m in self.preset.methods)
             raise ConfigError(f"{b.preset.file}: transfer.method: {t.source} has no method {t.method!r}; it has {labels}")
+        self.method: MethodConfig = method
         self.resolved = resolve_method(self.preset, self.method)
         if self.resolved.pretrained:
             raise ConfigError(f"{b.preset.file}: transfer.method: a pretrained SFP source is not supported")

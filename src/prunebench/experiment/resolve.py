@@ -109,13 +109,13 @@ def resolve_method(preset: Preset, m: MethodConfig) -> ResolvedMethod:
     else:  # equal callbacks = equal large model, whatever the prune-time options
         training = {"kind": method.large_training_kind, "method": m.name,
                     "callbacks": callback_fingerprint(method.large_training(m.parsed, spec))}  # fmt: skip
-    ft = method.finetune(m.parsed, recipe_of(preset.finetune.to_dict()))
+    ft_recipe = method.finetune(m.parsed, recipe_of(preset.finetune.to_dict()))
     return ResolvedMethod(
         large_spec=spec_config(spec),
         plain_spec=spec_config(plain),
         large_training=training,
         options=non_default(m.parsed),
-        finetune=None if ft is None else non_default(ft),
+        finetune=None if ft_recipe is None else non_default(ft_recipe),
         style=method.style,
         pretrained=method.large_training_kind == "soft" and bool(getattr(m.parsed, "pretrained", False)),
     )

@@ -13,6 +13,7 @@ import copy
 import dataclasses
 import json
 import traceback
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from torch import nn
 from prunebench.experiment.identity import jsonable
 from prunebench.experiment.resolve import recipe_of
 from prunebench.experiment.store import BACKWARD_MULTIPLIER, Store
+from prunebench.models import attached_spec
 
 STAGES_DIR = "stages"
 PRUNED_DIR = "pruned"  # the prune stage's output checkpoint
@@ -125,7 +127,7 @@ def _measure(model: nn.Module, masks: dict[str, torch.Tensor] | None) -> dict[st
     params = count_params(model, masks=masks)
     flops = count_flops(model, masks=masks)
     latency = measure_latency(model, repeats=LATENCY_REPEATS, warmup=2)
-    spec = model.spec
+    spec = attached_spec(model)
     densities = None
     if masks:
         densities = {k: float(v.float().mean()) for k, v in masks.items()}
@@ -163,7 +165,9 @@ def _record_training(
     )  # fmt: skip
 
 
-def _train(ctx: _Ctx, model: nn.Module, recipe: Any, *, seed: int, masks: Any = None, callbacks: list[Any] = ()) -> Any:
+def _train(
+    ctx: _Ctx, model: nn.Module, recipe: Any, *, seed: int, masks: Any = None, callbacks: Sequence[Any] = ()
+) -> Any:
     from prunebench.train import train
 
     return train(
@@ -217,7 +221,8 @@ def _soft_train(ctx: _Ctx) -> tuple[str, dict[str, Any]]:
     model, _, _ = load_model(ctx.up("pretrained") / "final")
     seed_everything(ctx.stage.seed)
     recipe = recipe_of(ctx.stage.config["recipe"])
-    result = _train(ctx, model, recipe, seed=ctx.stage.seed, callbacks=method.large_training(opts, model.spec))
+    callbacks = method.large_training(opts, attached_spec(model))
+    result = _train(ctx, model, recipe, seed=ctx.stage.seed, callbacks=callbacks)
     _record_training(ctx, "unpruned", model, None, result, recipe, 1.0)
     return "physical", {"large_training": ctx.stage.config["large_training"]["kind"], "pretrained": True}
 
@@ -240,7 +245,8 @@ def _prune(ctx: _Ctx) -> tuple[str, dict[str, Any]]:
             "flops_ratio": flops_ratio(_large_model(ctx.up("large")), res.model, res.masks),
         }  # fmt: skip
         save_model(out, res.model, masks=res.masks, meta=meta)
-    model, masks, meta = load_model(out)
+    model, masks, loaded = load_model(out)
+    meta = loaded or {}
     info, s = ctx.splits.info, ctx.splits
     measured = _measure(model, masks)
     rows = {"pruned_no_ft": model}
@@ -311,7 +317,7 @@ def _uniform(ctx: _Ctx) -> tuple[str, dict[str, Any]]:
     pruned, masks, _ = _load_pruned(ctx)
     large = _large_model(ctx.up("large"))
     target = count_params(pruned, masks=masks).nonzero
-    spec, factor = uniform_spec(large.spec, target_params=target)
+    spec, factor = uniform_spec(attached_spec(large), target_params=target)
     seed = ctx.stage.config["init_seed"]
     model, _ = scratch_model(spec, seed=seed)
     recipe = recipe_of(ctx.stage.config["recipe"])
@@ -342,16 +348,17 @@ def _search_arm(ctx: _Ctx) -> tuple[str, dict[str, Any]]:
     kind, cfg = ctx.stage.kind, ctx.stage.config
     pruned, pruned_masks, meta = _load_pruned(ctx)
     large = _large_model(ctx.up("large"))
+    large_spec = attached_spec(large)
     seed = cfg["init_seed"]
     extra: dict[str, Any] = {"paired_prune": ctx.stage.upstream["pruned"]}
     if kind == "transferred_guided_scratch":
         pattern, pattern_masks, pattern_meta = load_model(ctx.up("source_pruned") / PRUNED_DIR)
         pattern_meta = pattern_meta or {}
-        pattern_large = _large_model(ctx.up("source_large")).spec
+        pattern_large = attached_spec(_large_model(ctx.up("source_large")))
         sparse = bool(pattern_masks) and pattern_meta.get("style") == "mask"
         extra["source_prune"] = ctx.stage.upstream["source_pruned"]
     else:
-        pattern, pattern_meta, pattern_large = pruned, meta, large.spec
+        pattern, pattern_meta, pattern_large = pruned, meta, large_spec
         sparse = kind != "guided_scratch"
     masks: Any = None
     if kind == "uniform_sparse_scratch":
@@ -363,12 +370,12 @@ def _search_arm(ctx: _Ctx) -> tuple[str, dict[str, Any]]:
         extra["stage_density"] = transfer_fractions(densities, n)
         masks = guided_sparse_masks(large, extra["stage_density"], transfer_fractions(maps, n), seed=seed)
     if masks is not None:  # drawn on the full architecture, then the sparse re-init
-        model, masks = scratch_model(large.spec, seed=seed, masks=masks, reinit=cfg["reinit"])
+        model, masks = scratch_model(large_spec, seed=seed, masks=masks, reinit=cfg["reinit"])
     else:
-        n = 1 + max(g.stage for g in large.spec.groups())
-        fractions = transfer_fractions(stage_width_fractions(pattern.spec, pattern_large), n)
+        n = 1 + max(g.stage for g in large_spec.groups())
+        fractions = transfer_fractions(stage_width_fractions(attached_spec(pattern), pattern_large), n)
         target = count_params(pruned, masks=pruned_masks).nonzero
-        spec, scale = guided_spec(large.spec, fractions, target_params=target)
+        spec, scale = guided_spec(large_spec, fractions, target_params=target)
         model, masks = scratch_model(spec, seed=seed)
         extra.update(stage_fractions=fractions, scale=scale, target_params=target)
     recipe = recipe_of(cfg["recipe"])

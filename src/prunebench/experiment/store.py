@@ -20,6 +20,9 @@ from prunebench.errors import PrunebenchError
 
 STORE_FILE = "prunebench.sqlite"
 
+#: Bumped whenever a table changes; stored as SQLite's `user_version`.
+STORE_SCHEMA = 2
+
 #: Training FLOPs = forward FLOPs per image x images seen x this (forward + backward ~ 3 forwards).
 BACKWARD_MULTIPLIER = 3.0
 
@@ -74,8 +77,16 @@ class Store:
             self._db.execute("PRAGMA busy_timeout = 60000")
             self._db.execute("PRAGMA journal_mode = WAL")
             with self._write() as db:
+                version = db.execute("PRAGMA user_version").fetchone()[0]
+                tables = db.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table'").fetchone()[0]
+                if tables and version != STORE_SCHEMA:
+                    raise PrunebenchError(
+                        f"{self.path}: written by another prunebench version (store schema {version}, "
+                        f"this one reads {STORE_SCHEMA}); use a new output folder"
+                    )
                 for statement in filter(str.strip, _SCHEMA.split(";")):
                     db.execute(statement)
+                db.execute(f"PRAGMA user_version = {STORE_SCHEMA}")
         except sqlite3.DatabaseError as e:
             raise PrunebenchError(f"{self.path}: not a usable prunebench store ({e})") from None
 

@@ -93,7 +93,7 @@ def scratch_b_budget(
         )
     budget_base = policy.base_epochs or base_epochs
     capped = policy.cap is not None and r >= policy.cap
-    stretch = policy.cap if capped else r
+    stretch = r if policy.cap is None else min(r, policy.cap)
     core = int(budget_base * stretch)
     epochs = core + (policy.finetune_epochs if policy.kind == "incl_finetune" else 0)
 

@@ -10,7 +10,8 @@ from torch import nn
 from prunebench.errors import ConfigError
 
 #: Layers whose weights pruning methods remove (conv and fully connected).
-PRUNABLE_LAYERS: tuple[type[nn.Module], ...] = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+PrunableLayer = nn.Conv1d | nn.Conv2d | nn.Conv3d | nn.Linear
+PRUNABLE_LAYERS: tuple[type[PrunableLayer], ...] = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 
 
 @dataclass(frozen=True)

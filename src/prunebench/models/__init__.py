@@ -8,7 +8,7 @@ from prunebench.models.layers import ChannelSelection, Gate
 from prunebench.models.preresnet import PreResNetSpec
 from prunebench.models.resnet_cifar import CifarResNetSpec
 from prunebench.models.resnet_imagenet import ResNetSpec
-from prunebench.models.spec import ChannelGroup, ModelSpec, spec_from_dict, spec_from_json, spec_of
+from prunebench.models.spec import ChannelGroup, ModelSpec, attached_spec, spec_from_dict, spec_from_json, spec_of
 from prunebench.models.variants import describe_variant, list_variants, variant
 from prunebench.models.vgg import VGGSpec
 
@@ -29,6 +29,7 @@ __all__ = [
     "PreResNetSpec",
     "ResNetSpec",
     "VGGSpec",
+    "attached_spec",
     "build_model",
     "describe_variant",
     "list_variants",

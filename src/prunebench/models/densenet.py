@@ -24,6 +24,7 @@ from prunebench.models.layers import (
     bn_members,
     check_selection,
     compose_selections,
+    out_width,
     read_selection,
     selection_of,
 )
@@ -221,11 +222,11 @@ class DenseNetSpec(InitSpec):
         sels = []
         for path, _ in self._points():
             owner = module.get_submodule(path) if path else module
-            bn = owner.bn if hasattr(owner, "bn") else owner.bn1
-            sels.append(read_selection(owner.select, bn.num_features))
+            bn = owner.get_submodule("bn" if hasattr(owner, "bn") else "bn1")
+            sels.append(read_selection(owner.get_submodule("select"), out_width(bn)))
         paths = self._layer_paths() if self.bottleneck else []
-        inner = tuple(module.get_submodule(p).conv1.out_channels for p in paths)
+        inner = tuple(out_width(module.get_submodule(f"{p}.conv1")) for p in paths)
         return dataclasses.replace(
-            self, selections=tuple(sels), inner=inner, stem=module.conv1.out_channels,
-            num_classes=module.fc.out_features,
+            self, selections=tuple(sels), inner=inner, stem=out_width(module.get_submodule("conv1")),
+            num_classes=out_width(module.get_submodule("fc")),
         )

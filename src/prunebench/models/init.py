@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 from torch import nn
 
 from prunebench.errors import SpecError
 from prunebench.models.spec import ModelSpec
 
-INIT_MODES = ("fan_out", "fan_in")
+InitMode = Literal["fan_out", "fan_in"]
+INIT_MODES: tuple[InitMode, ...] = get_args(InitMode)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -22,7 +24,7 @@ class InitSpec(ModelSpec):
     """
 
     bn_gamma: float = 1.0
-    init: str = "fan_out"
+    init: InitMode = "fan_out"
 
     def validate(self) -> None:
         super().validate()

@@ -103,6 +103,17 @@ def read_selection(module: nn.Module, full: int) -> tuple[int, ...]:
     return () if idx == tuple(range(full)) else idx
 
 
+def out_width(layer: nn.Module) -> int:
+    """Output width of a conv, linear or BN layer (what `from_module` reads a spec back from)."""
+    if isinstance(layer, nn.Conv2d):
+        return layer.out_channels
+    if isinstance(layer, nn.Linear):
+        return layer.out_features
+    if isinstance(layer, nn.BatchNorm2d | nn.BatchNorm1d):
+        return layer.num_features
+    raise SpecError(f"{type(layer).__name__} has no output width")
+
+
 def check_selection(label: str, k: int, sel: tuple[int, ...], full: int) -> None:
     """A selection must be strictly increasing indices below the full width."""
     if sel and (any(b <= a for a, b in zip(sel, sel[1:])) or sel[0] < 0 or sel[-1] >= full):

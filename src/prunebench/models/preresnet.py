@@ -21,6 +21,7 @@ from prunebench.models.layers import (
     bn_members,
     check_selection,
     compose_selections,
+    out_width,
     read_selection,
     selection_of,
 )
@@ -201,10 +202,10 @@ class PreResNetSpec(InitSpec):
         blocks = [module.get_submodule(blk) for blk, _ in self.block_names()]
         convs = ("conv1", "conv2")[: 2 if self.block == "bottleneck" else 1]
         inner = tuple(tuple(getattr(b, c).out_channels for c in convs) for b in blocks)
-        sels = tuple(read_selection(b.select, b.bn1.num_features) for b in blocks)
-        final = read_selection(module.select, module.bn.num_features)
+        sels = tuple(read_selection(b.get_submodule("select"), out_width(b.get_submodule("bn1"))) for b in blocks)
+        final = read_selection(module.get_submodule("select"), out_width(module.get_submodule("bn")))
         return dataclasses.replace(
-            self, inner=inner, selections=(*sels, final), stem=module.conv1.out_channels,
-            num_classes=module.fc.out_features,
+            self, inner=inner, selections=(*sels, final), stem=out_width(module.get_submodule("conv1")),
+            num_classes=out_width(module.get_submodule("fc")),
         )
 

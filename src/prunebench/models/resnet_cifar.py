@@ -18,7 +18,7 @@ from torch import nn
 
 from prunebench.errors import SpecError
 from prunebench.models.init import InitSpec
-from prunebench.models.layers import Gate, block_paths, bn_members, check_stages
+from prunebench.models.layers import Gate, block_paths, bn_members, check_stages, out_width
 from prunebench.models.spec import ChannelGroup, check_positive, normalize_kept, register_family, scale_width
 
 SHORTCUTS = ("avgpool", "stride")
@@ -213,11 +213,11 @@ class CifarResNetSpec(InitSpec):
 
     def from_module(self, module: nn.Module) -> CifarResNetSpec:
         blocks = [module.get_submodule(blk) for blk, _ in self.block_names()]
-        widths = tuple(b.conv1.out_channels for b in blocks)
+        widths = tuple(out_width(b.get_submodule("conv1")) for b in blocks)
         # a stage's last unit is a residual block or, if the stage has none, its shortcut-only unit
         last = [getattr(module, f"layer{s + 1}")[-1] for s in range(len(self.blocks))]
         planes = tuple(u.out_channels if isinstance(u, ShortcutOnly) else u.conv2.out_channels for u in last)
         return dataclasses.replace(
-            self, block_widths=widths, planes=planes, num_classes=module.fc.out_features,
+            self, block_widths=widths, planes=planes, num_classes=out_width(module.get_submodule("fc")),
             gates=any(hasattr(b, "gate") for b in blocks) if blocks else self.gates,
         )

@@ -24,6 +24,7 @@ from prunebench.models.layers import (
     check_selection,
     check_stages,
     compose_selections,
+    out_width,
     read_selection,
     selection_of,
 )
@@ -243,8 +244,11 @@ class ResNetSpec(InitSpec):
         convs = ("conv1", "conv2")[: 1 if self.block == "basic" else 2]
         inner = tuple(tuple(getattr(b, c).out_channels for c in convs) for b in blocks)
         fulls = self.block_inputs()
-        sels = tuple(read_selection(b.select, f) for b, f in zip(blocks, fulls)) if self.selections else ()
+        sels = (
+            tuple(read_selection(b.get_submodule("select"), f) for b, f in zip(blocks, fulls)) if self.selections else ()
+        )
         return dataclasses.replace(
-            self, inner=inner, selections=sels, stem=module.conv1.out_channels, num_classes=module.fc.out_features,
+            self, inner=inner, selections=sels, stem=out_width(module.get_submodule("conv1")),
+            num_classes=out_width(module.get_submodule("fc")),
             gates=any(hasattr(b, "gate") for b in blocks) if blocks else self.gates,
         )

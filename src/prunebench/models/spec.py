@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 from torch import nn
 
@@ -105,7 +105,7 @@ class ModelSpec:
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
 
-    def replace(self, **changes: Any) -> "ModelSpec":
+    def replace(self, **changes: Any) -> Self:
         new = dataclasses.replace(self, **changes)
         new.validate()
         return new
@@ -193,12 +193,17 @@ def spec_from_dict(d: dict[str, Any]) -> ModelSpec:
     return spec
 
 
-def spec_of(module: nn.Module) -> ModelSpec:
-    """Re-read a zoo model's spec from its layers (widths and selections as they are now)."""
+def attached_spec(module: nn.Module) -> ModelSpec:
+    """The spec a zoo model carries as `module.spec`, typed (`nn.Module.__getattr__` is not)."""
     spec = getattr(module, "spec", None)
     if not isinstance(spec, ModelSpec):
         raise SpecError("module is not a prunebench zoo model (no .spec)")
-    return spec.from_module(module)
+    return spec
+
+
+def spec_of(module: nn.Module) -> ModelSpec:
+    """Re-read a zoo model's spec from its layers (widths and selections as they are now)."""
+    return attached_spec(module).from_module(module)
 
 
 def spec_from_json(text: str) -> ModelSpec:

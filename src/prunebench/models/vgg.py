@@ -187,7 +187,7 @@ class VGGSpec(InitSpec):
         return dataclasses.replace(self, cfg=cfg, hidden=tuple(scale_width(h, factor) for h in self.hidden))
 
     def from_module(self, module: nn.Module) -> VGGSpec:
-        convs = iter(m.out_channels for m in module.features if isinstance(m, nn.Conv2d))
-        linears = [m.out_features for m in module.classifier if isinstance(m, nn.Linear)]
+        convs = iter(m.out_channels for m in module.get_submodule("features").children() if isinstance(m, nn.Conv2d))
+        linears = [m.out_features for m in module.get_submodule("classifier").children() if isinstance(m, nn.Linear)]
         cfg = tuple(v if v == POOL else next(convs) for v in self.cfg)
         return dataclasses.replace(self, cfg=cfg, hidden=tuple(linears[:-1]), num_classes=linears[-1])

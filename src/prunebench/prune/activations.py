@@ -89,13 +89,18 @@ def _positions(images: int, total: int, locations: int, seed: int) -> torch.Tens
     return torch.randint(total, (images, locations), generator=g)
 
 
+def _zero_padding(conv: nn.Conv2d) -> tuple[int, ...]:
+    """`conv`'s numeric padding; SpecError for a conv whose windows cannot be sampled."""
+    if conv.groups != 1 or conv.padding_mode != "zeros" or isinstance(conv.padding, str):
+        raise SpecError(f"activation sampling supports plain zero-padded convs only, not {conv}")
+    return conv.padding
+
+
 def _windows(
     inp: torch.Tensor, conv: nn.Conv2d, rows: torch.Tensor, cols: torch.Tensor, img: torch.Tensor
 ) -> torch.Tensor:
     """The input windows of `conv` at output positions (rows, cols) of images `img`: n × C × K."""
-    if conv.groups != 1 or conv.padding_mode != "zeros" or isinstance(conv.padding, str):
-        raise SpecError(f"activation sampling supports plain zero-padded convs only, not {conv}")
-    ph, pw = conv.padding
+    ph, pw = _zero_padding(conv)
     sh, sw = conv.stride
     dh, dw = conv.dilation
     kh, kw = conv.kernel_size
@@ -109,7 +114,7 @@ def _windows(
 
 def _out_size(inp: torch.Tensor, conv: nn.Conv2d) -> tuple[int, int]:
     h, w = inp.shape[-2:]
-    (ph, pw), (sh, sw), (dh, dw), (kh, kw) = conv.padding, conv.stride, conv.dilation, conv.kernel_size
+    (ph, pw), (sh, sw), (dh, dw), (kh, kw) = _zero_padding(conv), conv.stride, conv.dilation, conv.kernel_size
     return (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1, (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
 
 
@@ -218,7 +223,7 @@ def sample_layer(
 
 def consumer_weight(layer: nn.Module, channels: int) -> torch.Tensor:
     """The consumer's weight as n × C × K (K = window size, or columns per channel of a Linear)."""
-    w = layer.weight.detach()
+    w = layer.get_parameter("weight").detach()
     return w.reshape(w.shape[0], channels, -1)
 
 
@@ -268,8 +273,10 @@ def plan_layers(
     if target_name is None:
         if ratio is None:
             raise ConfigError("give a keep ratio or a named target")
-        keep = {g.name: max(1, floor_count(g.size, ratio)) for g in groups if not (default_skip and default_skip(g))}
-        return LayerPlan(keep=keep)
+        by_ratio = {
+            g.name: max(1, floor_count(g.size, ratio)) for g in groups if not (default_skip and default_skip(g))
+        }
+        return LayerPlan(keep=by_ratio)
     if target_name not in allowed:
         raise ConfigError(f"unknown target {target_name!r}; known: {', '.join(allowed)}")
     target = variant(

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -25,10 +26,15 @@ from prunebench.train.checkpoint import atomic_write_text
 Masks = dict[str, torch.Tensor]
 
 
-def weight_layers(model: nn.Module, *, include_linear: bool = True) -> list[tuple[str, nn.Module]]:
+def weight_layers(model: nn.Module, *, include_linear: bool = True) -> list[tuple[str, nn.Conv2d | nn.Linear]]:
     """The (name, module) of every Conv2d (and Linear) layer, in module order."""
-    kinds: tuple[type[nn.Module], ...] = (nn.Conv2d, nn.Linear) if include_linear else (nn.Conv2d,)
+    kinds: tuple[type[nn.Conv2d | nn.Linear], ...] = (nn.Conv2d, nn.Linear) if include_linear else (nn.Conv2d,)
     return [(name, m) for name, m in model.named_modules() if isinstance(m, kinds)]
+
+
+def conv_layers(model: nn.Module) -> list[tuple[str, nn.Conv2d]]:
+    """The (name, module) of every Conv2d layer, in module order (`weight_layers` typed for convs)."""
+    return [(name, m) for name, m in model.named_modules() if isinstance(m, nn.Conv2d)]
 
 
 def conv_resolutions(model: nn.Module) -> dict[str, tuple[int, int]]:
@@ -37,7 +43,7 @@ def conv_resolutions(model: nn.Module) -> dict[str, tuple[int, int]]:
     sizes: dict[str, tuple[int, int]] = {}
     hooks = [
         m.register_forward_hook(lambda _m, _i, out, name=name: sizes.__setitem__(name, tuple(out.shape[-2:])))
-        for name, m in weight_layers(model, include_linear=False)
+        for name, m in conv_layers(model)
     ]
     try:
         with eval_mode(model), torch.no_grad():
@@ -55,7 +61,7 @@ def conv_stages(model: nn.Module) -> dict[str, int]:
     return {name: order.index(hw) for name, hw in sizes.items()}
 
 
-def _mask_of(module: nn.Module, name: str, masks: Masks) -> torch.Tensor:
+def _mask_of(module: nn.Conv2d | nn.Linear, name: str, masks: Masks) -> torch.Tensor:
     """The weight's mask; an unmasked layer keeps everything."""
     key = f"{name}.weight" if name else "weight"
     m = masks.get(key)
@@ -88,7 +94,7 @@ def kernel_keep_maps(model: nn.Module, masks: Masks, stages: dict[str, int] | No
     stages = conv_stages(model) if stages is None else stages
     sums: dict[int, torch.Tensor] = {}
     counts: dict[int, int] = {}
-    for name, module in weight_layers(model, include_linear=False):
+    for name, module in conv_layers(model):
         if tuple(module.kernel_size) != (3, 3):
             continue
         mask = _mask_of(module, name, masks).detach().float().cpu().reshape(-1, 3, 3)
@@ -116,5 +122,5 @@ def analyse(model: nn.Module, masks: Masks) -> dict[str, Any]:
 def save_analysis(path: str | os.PathLike[str], masks: Masks, model: nn.Module) -> dict[str, Any]:
     """Write `analyse(model, masks)` as JSON to `path` (atomically) and return it."""
     data = analyse(model, masks)
-    atomic_write_text(path, json.dumps(data, indent=1))
+    atomic_write_text(Path(path), json.dumps(data, indent=1))
     return data

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from prunebench.errors import ConfigError
-from prunebench.prune.analysis import Masks, conv_stages, weight_layers
+from prunebench.prune.analysis import Masks, conv_layers, conv_stages, weight_layers
 
 KernelMap = Sequence[Sequence[float]]  # 3x3 keep probabilities, as `analysis.kernel_keep_maps` writes them
 
@@ -144,7 +144,7 @@ def guided_sparse_masks(
         _check_density(d, "guided sparsification")
     generator = torch.Generator().manual_seed(seed)
     masks: Masks = {}
-    for name, m in weight_layers(model, include_linear=False):
+    for name, m in conv_layers(model):
         s = stages[name]
         kept = _kept_count(stage_density[s], m.weight.numel())
         if tuple(m.kernel_size) == (3, 3):

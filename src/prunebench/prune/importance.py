@@ -44,14 +44,14 @@ def bn_abs_gamma(model: nn.Module, group: ChannelGroup) -> torch.Tensor:
     """|γ| of the BN that scales a group's channels (the group's own BN, or the BN before a selection)."""
     if group.bn is None:
         raise ValueError(f"group {group.name} has no BN")
-    return model.get_submodule(group.bn).weight.detach().abs()
+    return model.get_parameter(f"{group.bn}.weight").detach().abs()
 
 
 def producer_weight(model: nn.Module, group: ChannelGroup) -> torch.Tensor:
     """The weight of the conv/linear that produces an "out" group's channels."""
     if group.producer is None:
         raise ValueError(f"group {group.name} has no producer")
-    return model.get_submodule(group.producer).weight
+    return model.get_parameter(f"{group.producer}.weight")
 
 
 def top_k(scores: torch.Tensor, k: int) -> list[int]:

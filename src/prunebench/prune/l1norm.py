@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from prunebench.errors import ConfigError
-from prunebench.models import list_variants, variant
+from prunebench.models import attached_spec, list_variants, variant
 from prunebench.models.spec import ChannelGroup
 from prunebench.prune.base import PruneMethod, PruneResult
 from prunebench.prune.importance import exact_fraction, filter_l1, keep_count, producer_weight, top_k
@@ -61,14 +61,14 @@ def candidate_groups(model: nn.Module) -> list[ChannelGroup]:
     """Groups L1-norm may shrink: conv-produced output channels."""
     return [
         g
-        for g in model.spec.groups()
+        for g in attached_spec(model).groups()
         if g.kind == "out" and g.producer is not None and isinstance(model.get_submodule(g.producer), nn.Conv2d)
     ]
 
 
 def variant_targets(model: nn.Module, name: str) -> dict[str, int]:
     """Per-group kept counts of a named variant, checked to be a pruning of the model's architecture."""
-    spec = model.spec
+    spec = attached_spec(model)
     target = variant(name, spec)  # at the checkpoint's classes / channels / input size
     sizes = {g.name: g.size for g in spec.groups()}
     wanted = {g.name: g.size for g in target.groups()}
@@ -84,7 +84,7 @@ def variant_targets(model: nn.Module, name: str) -> dict[str, int]:
 def ratio_targets(model: nn.Module, opts: L1Options) -> dict[str, int]:
     """Per-group kept counts of `int(C * (1 - p))` for every candidate outside the skip lists."""
     assert opts.ratio is not None
-    known = {g.name for g in model.spec.groups()}
+    known = {g.name for g in attached_spec(model).groups()}
     unknown = set(opts.skip) - known
     if unknown:
         raise ConfigError(f"method 'l1norm': skip names unknown groups: {', '.join(sorted(unknown))}")
@@ -109,7 +109,7 @@ def _input_restricted(weight: torch.Tensor, group: ChannelGroup, kept: dict[str,
 
 def select_filters(model: nn.Module, targets: dict[str, int], scoring: str = "independent") -> dict[str, list[int]]:
     """Keep the top-L1 filters of each targeted group (groups absent from `targets` stay whole)."""
-    groups = model.spec.groups()
+    groups = attached_spec(model).groups()
     kept: dict[str, list[int]] = {}
     for g in groups:  # forward order, which greedy scoring relies on
         if g.name not in targets:
@@ -133,13 +133,13 @@ class L1Norm(PruneMethod):
 
     def prune(self, model: nn.Module, splits: Any, opts: L1Options, *, seed: int = 0) -> PruneResult:
         if not candidate_groups(model):
-            raise ConfigError(f"method 'l1norm': {model.spec.label} has no conv output channels it may prune")
+            raise ConfigError(f"method 'l1norm': {attached_spec(model).label} has no conv output channels it may prune")
         if opts.variant is not None:
             targets = variant_targets(model, opts.variant)
         else:
             targets = ratio_targets(model, opts)
         kept = select_filters(model, targets, opts.scoring)
-        sizes = {g.name: g.size for g in model.spec.groups()}
+        sizes = {g.name: g.size for g in attached_spec(model).groups()}
         info: dict[str, Any] = {
             "scoring": opts.scoring,
             "target": f"variant {opts.variant}" if opts.variant else f"ratio {opts.ratio}",

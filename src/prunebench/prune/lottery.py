@@ -57,7 +57,7 @@ def winning_ticket(init_dir: str | os.PathLike[str], masks: Masks) -> nn.Module:
     """The saved weights (θ₀ or the rewind epoch's), with `masks` applied."""
     if not Path(init_dir).is_dir():
         raise CheckpointError(f"{init_dir}: no saved initial weights (train the large model with lottery_callbacks())")
-    model, _, _ = load_model(init_dir)
+    model, _, _ = load_model(Path(init_dir))
     check_masks(model, masks)
     apply_channel_masks(model, masks)
     return model

@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from prunebench.errors import ConfigError, SpecError
-from prunebench.models import ResNetSpec
+from prunebench.models import ResNetSpec, attached_spec
 from prunebench.prune.activations import (
     Timer,
     as_channels,
@@ -223,7 +223,7 @@ class Regression(PruneMethod):
             model = _with_input_selection(model)
         modules = dict(model.named_modules())
         plan = plan_layers(
-            model.spec,
+            attached_spec(model),
             ratio=opts.ratio,
             target_name=opts.variant,
             eligible=lambda g: len(g.consumers) == 1 and isinstance(modules[g.consumers[0]], nn.Conv2d | nn.Linear),
@@ -236,8 +236,8 @@ class Regression(PruneMethod):
         layers: dict[str, dict[str, Any]] = {}
         kept_all: dict[str, list[int]] = {}
         sampling: dict[str, int] = {}
-        for index, name in enumerate(g.name for g in model.spec.groups() if g.name in plan.keep):
-            group = next(g for g in model.spec.groups() if g.name == name)
+        for index, name in enumerate(g.name for g in attached_spec(model).groups() if g.name in plan.keep):
+            group = next(g for g in attached_spec(model).groups() if g.name == name)
             consumer = group.consumers[0]
             weight = consumer_weight(model.get_submodule(consumer), group.size)
             residual = _residual_points(model, consumer) if opts.residual_compensation else None
@@ -252,7 +252,7 @@ class Regression(PruneMethod):
                     points=points, batch_size=opts.batch_size,
                 )  # fmt: skip
                 x = as_channels(cur, group.size)
-                y = response(orig.x, original.get_submodule(consumer).weight.detach())
+                y = response(orig.x, original.get_parameter(f"{consumer}.weight").detach())
                 if residual:
                     y = y + (orig.points["shortcut"].double() - cur.points["shortcut"].double()) / residual.scale
             with timer.phase(name, "selection"):
@@ -267,7 +267,7 @@ class Regression(PruneMethod):
                 err = relative_error(x, y, sel.kept, new_w)
             with timer.phase(name, "surgery"):
                 model = prune_channels(model, {name: sel.kept})
-                new_weight = model.get_submodule(consumer).weight
+                new_weight = model.get_parameter(f"{consumer}.weight")
                 with torch.no_grad():
                     new_weight.copy_(new_w.reshape(new_weight.shape))
             kept_all[name] = sel.kept
@@ -298,7 +298,7 @@ class Regression(PruneMethod):
             ],
         }
         if plan.target is not None:
-            _check_widths(model.spec, plan.target)
+            _check_widths(attached_spec(model), plan.target)
         return PruneResult(model=model, kept=kept_all, info=info)
 
 
@@ -316,7 +316,7 @@ def _residual_points(model: nn.Module, consumer: str) -> _Residual | None:
     CIFAR option-A blocks have a functional shortcut and are not compensated.
     """
     block_name, _, conv_name = consumer.rpartition(".")
-    spec = model.spec
+    spec = attached_spec(model)
     if not isinstance(spec, ResNetSpec) or block_name not in {b for b, _ in spec.block_names()}:
         return None
     block = model.get_submodule(block_name)
@@ -326,7 +326,7 @@ def _residual_points(model: nn.Module, consumer: str) -> _Residual | None:
     bn = getattr(block, bn_name)
     scale = (bn.weight / torch.sqrt(bn.running_var + bn.eps)).detach().double().cpu()
     if hasattr(block, "gate"):
-        scale = scale * float(block.gate.weight.detach())
+        scale = scale * float(block.get_parameter("gate.weight").detach())
     if (scale == 0).any():
         return None  # a dead channel cannot be compensated through its BN
     where = (f"{block_name}.downsample", "out") if hasattr(block, "downsample") else (block_name, "in")
@@ -335,7 +335,7 @@ def _residual_points(model: nn.Module, consumer: str) -> _Residual | None:
 
 def _with_input_selection(model: nn.Module) -> nn.Module:
     """Block inputs are pruned through selection layers: give a zoo ResNet full ones (same function)."""
-    spec = model.spec
+    spec = attached_spec(model)
     if not isinstance(spec, ResNetSpec):
         raise SpecError("input_selection needs a zoo ResNet (family 'resnet')")
     if spec.selections:

@@ -18,7 +18,7 @@ from torch import nn
 
 from prunebench.errors import ConfigError
 from prunebench.measure.params import check_masks
-from prunebench.models import ChannelSelection, build_model
+from prunebench.models import ChannelSelection, attached_spec, build_model
 from prunebench.models.spec import ModelSpec
 from prunebench.prune.analysis import Masks
 from prunebench.prune.surgery import apply_channel_masks
@@ -53,7 +53,7 @@ def scratch_model(
     """
     if reinit not in REINIT:
         raise ConfigError(f"scratch: reinit must be one of {', '.join(REINIT)}, got {reinit!r}")
-    spec = spec_or_model.spec if isinstance(spec_or_model, nn.Module) else spec_or_model
+    spec = attached_spec(spec_or_model) if isinstance(spec_or_model, nn.Module) else spec_or_model
     seed_everything(seed)
     model = build_model(spec)
     if selection_from is not None:

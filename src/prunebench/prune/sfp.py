@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from prunebench.errors import ConfigError
-from prunebench.models.spec import ModelSpec
+from prunebench.models.spec import ModelSpec, attached_spec
 from prunebench.prune.base import PruneMethod, PruneResult
 from prunebench.prune.importance import bottom_k, exact_fraction, filter_l2, floor_count
 from prunebench.prune.registry import register
@@ -77,7 +77,7 @@ def zero_lowest_filters(model: nn.Module, layers: list[str], keep_rate: float) -
     """Zero the lowest-L2 filters of each layer in place; returns what was zeroed."""
     zeroed = {}
     for name in layers:
-        weight = model.get_submodule(name).weight
+        weight = model.get_parameter(f"{name}.weight")
         zeroed[name] = zeroed_filters(weight, keep_rate)
         weight[zeroed[name]] = 0
     return zeroed
@@ -147,7 +147,7 @@ class SoftFilterPruning(PruneMethod):
         layers = selected_convs(masked, opts.layers)
         # Idempotent on an SFP-trained model; makes a plainly trained one soft-pruned first.
         zeroed = zero_lowest_filters(masked, layers, opts.keep_rate)
-        removable = {g.producer: g for g in masked.spec.groups() if g.kind == "out" and g.producer in zeroed}
+        removable = {g.producer: g for g in attached_spec(masked).groups() if g.kind == "out" and g.producer in zeroed}
         kept = {g.name: sorted(set(range(g.size)) - set(zeroed[producer])) for producer, g in removable.items()}
         apply_channel_masks(masked, channel_masks(masked, kept))  # exact: filter, bias, BN γ and β
         pruned = prune_channels(masked, kept)
@@ -155,7 +155,7 @@ class SoftFilterPruning(PruneMethod):
         for name in layers:
             if name in removable or not zeroed[name]:
                 continue
-            weight = pruned.get_submodule(name).weight
+            weight = pruned.get_parameter(f"{name}.weight")
             mask = torch.ones_like(weight, dtype=torch.bool)
             mask[zeroed[name]] = False
             masks[f"{name}.weight"] = mask

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from prunebench.errors import ConfigError
-from prunebench.models.spec import ModelSpec
+from prunebench.models.spec import ModelSpec, attached_spec
 from prunebench.prune.base import PruneMethod, PruneResult
 from prunebench.prune.importance import bn_abs_gamma, exact_fraction, floor_count, top_k
 from prunebench.prune.registry import register
@@ -80,9 +80,9 @@ class Slimming(PruneMethod):
 
     def prune(self, model: nn.Module, splits: Any, opts: SlimmingOptions, *, seed: int = 0) -> PruneResult:
         assert opts.ratio is not None
-        groups = [g for g in model.spec.groups() if g.bn is not None]
+        groups = [g for g in attached_spec(model).groups() if g.bn is not None]
         if not groups:
-            raise ConfigError(f"method 'slimming': {model.spec.family} has no BN-scaled channel groups")
+            raise ConfigError(f"method 'slimming': {attached_spec(model).family} has no BN-scaled channel groups")
         scores = {g.name: bn_abs_gamma(model, g).cpu() for g in groups}
         everything = torch.cat(list(scores.values()))
         thr = global_threshold(everything, opts.ratio)
@@ -97,7 +97,7 @@ class Slimming(PruneMethod):
             kept[g.name] = survivors
         info = {
             "ratio": opts.ratio,
-            "lam": opts.lam if opts.lam is not None else default_lambda(model.spec),
+            "lam": opts.lam if opts.lam is not None else default_lambda(attached_spec(model)),
             "threshold": thr,
             "min_channels": opts.min_channels,
             "guarded_layers": guarded,

@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from prunebench.errors import ConfigError, SpecError
-from prunebench.models import CifarResNetSpec, ModelSpec, ResNetSpec, variant
+from prunebench.models import CifarResNetSpec, ModelSpec, ResNetSpec, attached_spec, variant
 from prunebench.prune.activations import Timer
 from prunebench.prune.base import PruneMethod, PruneResult
 from prunebench.prune.registry import register
@@ -82,8 +82,9 @@ def soft_threshold(z: torch.Tensor, t: float) -> torch.Tensor:
 
 def gates(model: nn.Module) -> dict[str, nn.Parameter]:
     """Block path -> its gate parameter, in forward order."""
-    blocks = [blk for blk, _ in _resnet_spec(model.spec).block_names()]
-    found = {blk: model.get_submodule(blk).gate.weight for blk in blocks if hasattr(model.get_submodule(blk), "gate")}
+    blocks = [blk for blk, _ in _resnet_spec(attached_spec(model)).block_names()]
+    gated = [blk for blk in blocks if hasattr(model.get_submodule(blk), "gate")]
+    found = {blk: model.get_parameter(f"{blk}.gate.weight") for blk in gated}
     if not found:
         raise SpecError("SSS needs a gated ResNet (build the large model from `prepare_large`)")
     return found
@@ -164,7 +165,7 @@ def _has_shortcut(model: nn.Module, blk: str) -> bool:
 
 def _choose(model: nn.Module, values: dict[str, float], opts: SSSOptions) -> dict[str, bool]:
     """Block -> kept, from the exact zeros, a block count, or a named layout."""
-    spec = model.spec
+    spec = _resnet_spec(attached_spec(model))
     if opts.variant is None and opts.keep_blocks is None:
         return {blk: v != 0.0 for blk, v in values.items()}
     order = sorted(values, key=lambda b: (-abs(values[b]), list(values).index(b)))  # ties: earlier block first
@@ -176,15 +177,17 @@ def _choose(model: nn.Module, values: dict[str, float], opts: SSSOptions) -> dic
             raise ConfigError(f"sss: keep_blocks must be between {len(forced)} and {len(values)} for this model")
         top = set(forced + [b for b in order if b not in forced][: opts.keep_blocks - len(forced)])
         return {blk: blk in top for blk in values}
-    target = variant(opts.variant, num_classes=spec.num_classes, in_channels=spec.in_channels,
-                     input_size=spec.input_size)  # fmt: skip
+    assert opts.variant is not None  # the two cases above returned
+    target = _resnet_spec(variant(opts.variant, num_classes=spec.num_classes, in_channels=spec.in_channels,
+                                  input_size=spec.input_size))  # fmt: skip
     if len(target.blocks) != len(spec.blocks):
         raise SpecError(f"{opts.variant} has {len(target.blocks)} stages, the model {len(spec.blocks)}")
     keep: dict[str, bool] = {}
     for s, blocks in enumerate(_stages(spec)):
         first_kept = bool(target.first_residual[s])
         want = target.blocks[s] - (1 if first_kept else 0)  # residual blocks besides the first
-        first, rest = blocks[0], blocks[1:]
+        first: str | None = blocks[0]
+        rest = blocks[1:]
         if not spec.first_residual[s]:
             first, rest = None, blocks
         if first is not None:
@@ -201,8 +204,9 @@ def _choose(model: nn.Module, values: dict[str, float], opts: SSSOptions) -> dic
 def guard_stages(model: nn.Module, keep: dict[str, bool]) -> list[str]:
     """A stage without a reshaping shortcut cannot be emptied: keep its first block (gate 0 → identity)."""
     notes = []
-    for s, names in enumerate(_stages(model.spec)):
-        if names and model.spec.first_residual[s] and not any(keep[b] for b in names):
+    spec = _resnet_spec(attached_spec(model))
+    for s, names in enumerate(_stages(spec)):
+        if names and spec.first_residual[s] and not any(keep[b] for b in names):
             if not _has_shortcut(model, names[0]):
                 keep[names[0]] = True
                 notes.append(f"stage {s + 1} has no shortcut to keep: {names[0]} kept (its gate is folded in)")
@@ -211,7 +215,7 @@ def guard_stages(model: nn.Module, keep: dict[str, bool]) -> list[str]:
 
 def remove_blocks(model: nn.Module, keep: dict[str, bool]) -> nn.Module:
     """The shallower net without gates: survivors' weights copied, their gates folded into the last BN."""
-    spec = _resnet_spec(model.spec)
+    spec = _resnet_spec(attached_spec(model))
     blocks, firsts = [], []
     fields = [f for f in PER_BLOCK[type(spec)] if getattr(spec, f)]  # an empty field (no selections) stays so
     per_block: dict[str, list[Any]] = {f: [] for f in fields}
@@ -263,7 +267,7 @@ def _folded(model: nn.Module, kept: list[str]) -> dict[str, torch.Tensor]:
         if not hasattr(block, "gate"):
             continue
         bn = "bn3" if hasattr(block, "conv3") else "bn2"
-        g = block.gate.weight.detach().reshape(())
+        g = block.get_parameter("gate.weight").detach().reshape(())
         for t in ("weight", "bias"):
             out[f"{blk}.{bn}.{t}"] = getattr(block, bn).get_parameter(t).detach() * g
     return out
@@ -296,14 +300,15 @@ class SSS(PruneMethod):
             guard = guard_stages(model, keep)
         with timer.phase("all", "surgery"):
             pruned = remove_blocks(model, keep)
+        layout = _resnet_spec(attached_spec(pruned))
         info = {
             "method": self.name,
             "penalty": opts.penalty,
             "target": opts.variant or (f"{opts.keep_blocks} blocks" if opts.keep_blocks is not None else "zero gates"),
             "gates": values,
             "removed": [b for b, k in keep.items() if not k],
-            "blocks": list(pruned.spec.blocks),
-            "first_residual": list(pruned.spec.first_residual),
+            "blocks": list(layout.blocks),
+            "first_residual": list(layout.first_residual),
             "timings": timer.record(),
             "notes": ["surviving gates folded into the last BN of their branch; the pruned net has no gates", *guard],
         }

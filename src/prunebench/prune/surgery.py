@@ -16,14 +16,7 @@ from torch import nn
 
 from prunebench.errors import SpecError
 from prunebench.models.layers import ChannelSelection
-from prunebench.models.spec import ModelSpec, normalize_kept
-
-
-def _spec(model: nn.Module) -> ModelSpec:
-    spec = getattr(model, "spec", None)
-    if not isinstance(spec, ModelSpec):
-        raise SpecError("channel surgery needs a zoo model (with .spec); use prune_foreign for other models")
-    return spec
+from prunebench.models.spec import ModelSpec, attached_spec, normalize_kept
 
 
 def _columns(kept: Sequence[int], repeat: int) -> torch.Tensor:
@@ -61,7 +54,7 @@ def prune_channels(model: nn.Module, kept: dict[str, list[int]]) -> nn.Module:
     Group members are `index_select`-ed; every other tensor is cloned unchanged,
     except channel-selection indices, which come from the pruned spec.
     """
-    spec = _spec(model)
+    spec = attached_spec(model)  # foreign models: see prune_foreign
     groups = spec.groups()
     norm = normalize_kept(groups, kept)
     new_spec = spec.with_kept(kept)
@@ -91,7 +84,7 @@ def channel_masks(model: nn.Module, kept: dict[str, list[int]]) -> dict[str, tor
     "select" groups: the gamma and beta of the BN in front of the selection at the
     dropped positions (or, without such a BN, the consumers' input columns).
     """
-    spec = _spec(model)
+    spec = attached_spec(model)  # foreign models: see prune_foreign
     groups = {g.name: g for g in spec.groups()}
     params = dict(model.named_parameters())
     masks: dict[str, torch.Tensor] = {}

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from prunebench.errors import ConfigError, SpecError
+from prunebench.models import attached_spec
 from prunebench.prune.activations import (
     Timer,
     as_channels,
@@ -133,7 +134,7 @@ def adopt_target(model: nn.Module, target: Any) -> tuple[nn.Module, list[str]]:
     Returns the new model and the state keys left at their fresh initialisation (a
     changed head such as ThiNet-GAP/Tiny's global-pool classifier).
     """
-    if model.spec == target:
+    if attached_spec(model) == target:
         return model, []
     new = target.build()
     old = model.state_dict()
@@ -168,7 +169,7 @@ class ThiNet(PruneMethod):
         model = copy.deepcopy(model)
         modules = dict(model.named_modules())
         plan = plan_layers(
-            model.spec,
+            attached_spec(model),
             ratio=opts.ratio,
             target_name=opts.variant,
             eligible=lambda g: g.kind == "out" and len(g.consumers) == 1,
@@ -181,8 +182,8 @@ class ThiNet(PruneMethod):
         layers: dict[str, dict[str, Any]] = {}
         sampling: dict[str, int] = {}
         kept_all: dict[str, list[int]] = {}
-        for index, name in enumerate(g.name for g in model.spec.groups() if g.name in plan.keep):
-            group = next(g for g in model.spec.groups() if g.name == name)
+        for index, name in enumerate(g.name for g in attached_spec(model).groups() if g.name in plan.keep):
+            group = next(g for g in attached_spec(model).groups() if g.name == name)
             consumer = group.consumers[0]
             with timer.phase(name, "sampling"):
                 sample = sample_layer(

@@ -22,7 +22,7 @@ from torch import nn
 
 from prunebench.errors import ConfigError
 from prunebench.measure import count_flops, count_params
-from prunebench.models import build_model
+from prunebench.models import attached_spec, build_model
 from prunebench.models.spec import ModelSpec, spec_from_dict
 from prunebench.prune.base import PruneMethod, PruneResult
 from prunebench.prune.registry import register
@@ -163,12 +163,12 @@ class Uniform(PruneMethod):
     style = "physical"
 
     def prune(self, model: nn.Module, splits: Any, opts: UniformOptions, *, seed: int = 0) -> PruneResult:
-        base = model.spec if opts.match is not None else opts.reference()
+        base = attached_spec(model) if opts.match is not None else opts.reference()
         goal = model_size(base, opts.target)
         if opts.match is not None:
             goal = int(opts.match * goal)
         spec, factor = uniform_spec(
-            model.spec, rounding=opts.rounding, inner_only=opts.inner_only, **{f"target_{opts.target}": goal}
+            attached_spec(model), rounding=opts.rounding, inner_only=opts.inner_only, **{f"target_{opts.target}": goal}
         )
         fresh, _ = scratch_model(spec, seed=seed)
         info = {

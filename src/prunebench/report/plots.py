@@ -84,8 +84,10 @@ def sparsity_plot(t: MethodTable, out_dir: Path) -> Path | None:
     pruned = t.arm("pruned_no_ft") or t.arm("finetuned")
     if not pruned:
         return None
-    runs = [(r.get("info") or {}).get("layers") for r in pruned.rows]
-    runs = [layers for layers in runs if layers and all("kept" in x and "total" in x for x in layers)]
+    found = [(r.get("info") or {}).get("layers") for r in pruned.rows]
+    runs: list[list[dict[str, Any]]] = [
+        layers for layers in found if layers and all("kept" in x and "total" in x for x in layers)
+    ]
     if not runs:
         return None
     names = [x["layer"] for x in runs[0]]

@@ -122,7 +122,7 @@ class BNL1Callback(Callback):
         if lam < 0:
             raise ConfigError(f"BN L1 penalty must be >= 0, got {lam}")
         self.lam = lam
-        self.kinds: tuple[type[nn.Module], ...] = (nn.BatchNorm2d,)
+        self.kinds: tuple[type[nn.BatchNorm1d | nn.BatchNorm2d], ...] = (nn.BatchNorm2d,)
         if include_bn1d:
             self.kinds += (nn.BatchNorm1d,)
 

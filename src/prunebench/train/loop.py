@@ -7,6 +7,7 @@ import math
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import cast
 
 import torch
 from torch import nn
@@ -58,7 +59,8 @@ def train(
     speed = resolve_speed(recipe, device)
     model.to(speed.device)
     if speed.channels_last:
-        model.to(memory_format=torch.channels_last)
+        # Module.to takes memory_format at runtime; torch's stub lacks that overload
+        model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     optimizer = torch.optim.SGD(
         model.parameters(), lr=recipe.lr_at(0), momentum=recipe.momentum,
         nesterov=recipe.nesterov, weight_decay=recipe.weight_decay,
@@ -83,7 +85,8 @@ def train(
     seed_everything(seed)
     if recover_dir(out_dir / STATE_DIR).exists():
         restore_state(ctx, out_dir / STATE_DIR)  # also restores the RNG states
-    forward = torch.compile(model) if speed.compile else model
+    # torch.compile of a module returns an OptimizedModule (its stub only says callable)
+    forward = cast(nn.Module, torch.compile(model)) if speed.compile else model
     # Keep the training images on the device for the whole run (a no-op on the CPU).
     train_x, train_y = splits.train_x.to(speed.device), splits.train_y.to(speed.device)
     try:

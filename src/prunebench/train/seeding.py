@@ -27,7 +27,9 @@ def epoch_generator(seed: int, epoch: int) -> torch.Generator:
 def rng_state() -> dict[str, Any]:
     """Python, NumPy and torch RNG states as tensors and primitives only."""
     py_version, py_internal, py_gauss = random.getstate()
-    np_kind, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
+    np_state = np.random.get_state(legacy=True)
+    assert isinstance(np_state, tuple)  # legacy=True (the default) gives the tuple; numpy's stub says either
+    np_kind, np_keys, np_pos, np_has_gauss, np_gauss = np_state
     state: dict[str, Any] = {
         "python": [py_version, list(py_internal), py_gauss],
         "numpy": [np_kind, np_keys.tolist(), int(np_pos), int(np_has_gauss), float(np_gauss)],
