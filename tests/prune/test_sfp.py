@@ -99,6 +99,11 @@ def test_hard_pruned_model_equals_the_masked_model(trained: tuple) -> None:
     # No fine-tune stage; zeroing after the last epoch leaves BN statistics stale in so short a run.
     recalibrated = evaluate(recalibrate_bn(copy.deepcopy(pruned), splits), splits.val_x, splits.val_y, info=splits.info)
     assert recalibrated > max(acc, 0.5)
+    # ... which the `recalibrate_bn` option does as part of pruning (same default seed, same statistics)
+    opts = METHOD.parse_options({"keep_rate": KEEP, "recalibrate_bn": True})
+    deployed = METHOD.prune(model, splits, opts)
+    assert deployed.info["bn_recalibrated"] and not result.info["bn_recalibrated"]
+    assert evaluate(deployed.model, splits.val_x, splits.val_y, info=splits.info) == recalibrated
     # stem and block conv2 zeros stay in the residual sum: masks, int(C·0.3) filters each
     assert result.masks is not None and len(result.masks) == 1 + 9
     for key, mask in result.masks.items():

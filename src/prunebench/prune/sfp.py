@@ -28,6 +28,7 @@ from prunebench.errors import ConfigError
 from prunebench.models.spec import ModelSpec, attached_spec
 from prunebench.prune.base import PruneMethod, PruneResult
 from prunebench.prune.importance import bottom_k, exact_fraction, filter_l2, floor_count
+from prunebench.prune.recalibrate import recalibrate_bn
 from prunebench.prune.registry import register
 from prunebench.prune.surgery import apply_channel_masks, channel_masks, prune_channels
 from prunebench.train import Callback, Recipe, TrainContext
@@ -111,11 +112,15 @@ class SFPOptions:
     """keep_rate: fraction of filters kept per layer (the reference's --rate, 0.7).
     layers: "all" (every conv: stem and both convs of each block) or a list of conv names.
     pretrained: start SFP from a plainly trained large model (then the recipe's LR is 10x smaller).
+    recalibrate_bn: re-estimate BN statistics of the deployed model on training batches. Off by
+      default, as the paper evaluates the zeroed model as is; on short schedules the zeroed filters
+      regrow within each epoch, so the final zeroing leaves BN statistics stale (near-chance accuracy).
     """
 
     keep_rate: float = 0.7
     layers: str | tuple[str, ...] = "all"
     pretrained: bool = False
+    recalibrate_bn: bool = False
 
     def validate(self) -> None:
         if not 0 < exact_fraction(self.keep_rate) <= 1:
@@ -166,5 +171,11 @@ class SoftFilterPruning(PruneMethod):
             "removed_counts": {g.name: g.size - len(kept[g.name]) for g in removable.values()},
             "masked_layers": sorted(k.removesuffix(".weight") for k in masks),
             "kept_counts": {n: len(k) for n, k in kept.items()},
+            "bn_recalibrated": False,
         }
+        if opts.recalibrate_bn:
+            if splits is None:
+                raise ConfigError("method 'sfp': recalibrate_bn needs the training data (pass a data set)")
+            recalibrate_bn(pruned, splits, seed=seed)
+            info["bn_recalibrated"] = True
         return PruneResult(model=pruned, masks=masks or None, kept=kept, info=info)
