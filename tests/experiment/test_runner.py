@@ -62,3 +62,14 @@ def test_failed_stage_is_recorded_blocks_its_downstream_and_is_retried(tmp_path:
     lines.clear()
     assert run_experiment(preset, tmp_path, say=lines.append).ran == 0
     assert lines == [f"all 4 stages already done in {tmp_path}"]
+
+
+def test_progress_counts_only_this_plans_stages_after_an_option_change(tmp_path: Path) -> None:
+    first = parse_preset(tomllib.loads(TINY), "runner.toml")
+    run_experiment(first, tmp_path, say=lambda _: None)
+    changed = parse_preset(tomllib.loads(TINY.replace("ratio = 0.5", "ratio = 0.25")), "runner.toml")
+    lines: list[str] = []
+    summary = run_experiment(changed, tmp_path, say=lines.append)
+    # the large model is shared; the old prune/finetune/scratch stages stay done in the store
+    assert (summary.ran, summary.already_done) == (3, 1)
+    assert [line.split(":")[0] for line in lines[:3]] == ["stage 2/4", "stage 3/4", "stage 4/4"]

@@ -105,7 +105,8 @@ def _schedule(
     running: dict[Future, Stage] = {}
     failed: list[tuple[Stage, BaseException]] = []
     blocked: set[str] = set()
-    start, finished, total, first = time.monotonic(), 0, len(plan.stages), len(done)
+    # `done` may hold stages of an earlier version of the preset: count this plan's only
+    start, finished, total, first = time.monotonic(), 0, len(plan.stages), len(plan.stages) - len(todo)
     cost_done, cost_left = 0.0, sum(map(_cost, todo))
     try:
         while waiting or running:
