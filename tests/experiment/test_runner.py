@@ -73,3 +73,9 @@ def test_progress_counts_only_this_plans_stages_after_an_option_change(tmp_path:
     # the large model is shared; the old prune/finetune/scratch stages stay done in the store
     assert (summary.ran, summary.already_done) == (3, 1)
     assert [line.split(":")[0] for line in lines[:3]] == ["stage 2/4", "stage 3/4", "stage 4/4"]
+    # and the results (what the report reads) are this plan's only: one run per arm, not two
+    store = Store.open(tmp_path)
+    rows = store.rows("runner")
+    store.close()
+    assert sorted(r["arm"] for r in rows) == sorted({r["arm"] for r in rows})
+    assert {r["arm"] for r in rows} >= {"unpruned", "finetuned", "scratch_e"}
