@@ -80,7 +80,7 @@ def run_experiment(
     store = Store.open(exp_dir)
     try:
         store.add_experiment(preset.name, preset.file, preset_record(preset))
-        store.add_stages(preset.name, plan.stages, plan.links)
+        store.add_stages(preset.name, plan.stages, plan.links, replace=True)
         done = {sid for sid, status in store.status().items() if status == "done"}
     finally:
         store.close()

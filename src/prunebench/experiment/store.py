@@ -122,11 +122,14 @@ class Store:
         rows = self._db.execute("SELECT * FROM experiments ORDER BY created").fetchall()
         return [{**dict(r), "preset": json.loads(r["preset"])} for r in rows]
 
-    def add_stages(self, experiment: str, stages: list[Any], links: list[tuple[str, str, str, str]]) -> None:
+    def add_stages(
+        self, experiment: str, stages: list[Any], links: list[tuple[str, str, str, str]], *, replace: bool = False
+    ) -> None:
         """Register planned stages (existing ones keep their status) and the method/arm links.
 
-        The links are replaced: the report shows the experiment as last planned, while stages of
-        an earlier version of the preset stay cached (and are reused if it comes back).
+        `replace` drops the experiment's earlier links first (the runner's whole plan): the report
+        then shows the experiment as last planned, while stages of an earlier version of the
+        preset stay cached and are reused if it comes back.
         """
         now = time.time()
         with self._write() as db:
@@ -135,7 +138,8 @@ class Store:
                 "VALUES (?, ?, ?, 'pending', ?, ?, ?, ?)",
                 [(s.id, s.kind, s.seed, json.dumps(s.config, sort_keys=True), json.dumps(s.upstream), s.dirname, now) for s in stages],
             )
-            db.execute("DELETE FROM links WHERE experiment = ?", (experiment,))
+            if replace:
+                db.execute("DELETE FROM links WHERE experiment = ?", (experiment,))
             db.executemany("INSERT OR IGNORE INTO links VALUES (?, ?, ?, ?, ?)", [(experiment, *link) for link in links])
 
     def status(self) -> dict[str, str]:
