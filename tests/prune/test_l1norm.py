@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
 
@@ -10,7 +11,6 @@ import pytest
 import safetensors.torch
 import torch
 
-from prunebench.data import load
 from prunebench.errors import ConfigError
 from prunebench.models import CifarResNetSpec, VGGSpec, variant
 from prunebench.prune import get_method
@@ -22,14 +22,8 @@ SMALL_VGG = VGGSpec(cfg=(8, "M", 16, 16, "M", 32), in_channels=1, input_size=8)
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[torch.nn.Module, object, Path]:
-    """VGG-11 at width 0.25 trained briefly on a class-balanced Fashion-MNIST subset."""
-    splits = load("fashion-mnist", val_size=500, train_subset=2000)
-    seed_everything(0)
-    model = variant("vgg11", splits.info, width_mult=0.25).build()
-    out = tmp_path_factory.mktemp("l1-large")
-    train(model, splits, Recipe(epochs=2, lr=0.05, precision="fp32"), out, seed=0, eval_test=False)
-    return model, splits, out
+def trained(small_vgg: Callable[..., tuple]) -> tuple[torch.nn.Module, object, Path]:
+    return small_vgg("l1-large", train_subset=2000, val_size=500, recipe=Recipe(epochs=2, lr=0.05, precision="fp32"))
 
 
 def test_kept_filters_are_the_top_l1_ones_of_the_saved_weights(trained: tuple) -> None:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import safetensors.torch
 import torch
 
-from prunebench.data import load
 from prunebench.errors import CheckpointError, ConfigError
 from prunebench.models import variant
 from prunebench.prune import get_method
@@ -30,14 +30,11 @@ RECIPE = Recipe(epochs=2, lr=0.05, batch_size=32, precision="fp32")
 
 
 @pytest.fixture(scope="module")
-def large(tmp_path_factory: pytest.TempPathFactory) -> tuple[torch.nn.Module, object, Path]:
-    """A small VGG trained for 2 epochs, saving θ₀ and the epoch-1 weights."""
-    splits = load("fashion-mnist", val_size=100, train_subset=600)
-    seed_everything(0)
-    model = variant("vgg11", splits.info, width_mult=0.25).build()
-    out = tmp_path_factory.mktemp("lottery-large")
-    train(model, splits, RECIPE, out, seed=0, callbacks=lottery_callbacks(rewind_epoch=1), eval_test=False)
-    return model, splits, out
+def large(small_vgg: Callable[..., tuple]) -> tuple[torch.nn.Module, object, Path]:
+    """The small VGG trained for 2 epochs, saving θ₀ and the epoch-1 weights."""
+    return small_vgg(
+        "lottery-large", train_subset=600, val_size=100, recipe=RECIPE, callbacks=lottery_callbacks(rewind_epoch=1)
+    )
 
 
 def _saved(folder: Path) -> dict[str, torch.Tensor]:

@@ -5,33 +5,26 @@ from __future__ import annotations
 import copy
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import safetensors.torch
 import torch
 
-from prunebench.data import load
 from prunebench.errors import ConfigError
 from prunebench.measure import flops_ratio
-from prunebench.models import variant
 from prunebench.prune import get_method
 from prunebench.prune.scratch import scratch_model
-from prunebench.train import Recipe, evaluate, load_model, save_model, seed_everything, train
+from prunebench.train import Recipe, evaluate, load_model, save_model, train
 
 METHOD = get_method("magnitude")
 LARGE = Recipe(epochs=2, lr=0.05, batch_size=32, precision="fp32")
 
 
 @pytest.fixture(scope="module")
-def large(tmp_path_factory: pytest.TempPathFactory) -> tuple[torch.nn.Module, object, Path]:
-    """VGG-11 at width 0.25 trained briefly on a class-balanced Fashion-MNIST subset."""
-    splits = load("fashion-mnist", val_size=200, train_subset=1500)
-    seed_everything(0)
-    model = variant("vgg11", splits.info, width_mult=0.25).build()
-    out = tmp_path_factory.mktemp("magnitude-large")
-    train(model, splits, LARGE, out, seed=0, eval_test=False)
-    return model, splits, out
+def large(small_vgg: Callable[..., tuple]) -> tuple[torch.nn.Module, object, Path]:
+    return small_vgg("magnitude-large", train_subset=1500, val_size=200, recipe=LARGE)
 
 
 def _prune(model: torch.nn.Module, splits: object, **options: object):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,6 @@ import safetensors.torch
 import torch
 from torch import nn
 
-from prunebench.data import load
 from prunebench.errors import ConfigError
 from prunebench.models import CifarResNetSpec, VGGSpec, variant
 from prunebench.prune import get_method
@@ -20,16 +20,13 @@ METHOD = get_method("slimming")
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[nn.Module, object, Path]:
+def trained(small_vgg: Callable[..., tuple]) -> tuple[nn.Module, object, Path]:
     """The slimming VGG-11 (γ init 0.5) at width 0.25, sparsity-trained briefly on Fashion-MNIST."""
-    splits = load("fashion-mnist", val_size=500, train_subset=2000)
-    seed_everything(0)
-    spec = variant("vgg11", splits.info, width_mult=0.25)
-    model = spec.build()
-    out = tmp_path_factory.mktemp("slim-large")
-    callbacks = METHOD.large_training(METHOD.parse_options({"ratio": 0.5}), spec)
-    train(model, splits, Recipe(epochs=2, lr=0.05, precision="fp32"), out, seed=0, callbacks=callbacks, eval_test=False)
-    return model, splits, out
+    opts = METHOD.parse_options({"ratio": 0.5})
+    return small_vgg(
+        "slim-large", train_subset=2000, val_size=500, recipe=Recipe(epochs=2, lr=0.05, precision="fp32"),
+        callbacks=lambda spec: METHOD.large_training(opts, spec),
+    )
 
 
 def test_kept_counts_follow_the_global_threshold_of_the_saved_weights(trained: tuple) -> None:
