@@ -18,6 +18,14 @@ def _slug(s: str) -> str:
     return "".join(c if c.isalnum() or c in "-." else "-" for c in s)
 
 
+def _save(fig: Any, path: Path) -> Path:
+    """Lay out, write the PNG and free the figure (pyplot keeps every open figure alive)."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def tradeoff_plots(tables: list[MethodTable], out_dir: Path, experiment: str) -> list[Path]:
     """Accuracy vs non-zero params and vs FLOPs, error bars = sample std, one series per arm."""
     paths = []
@@ -40,11 +48,7 @@ def tradeoff_plots(tables: list[MethodTable], out_dir: Path, experiment: str) ->
         ax.grid(alpha=0.3)
         if series:
             ax.legend(fontsize=7)
-        fig.tight_layout()
-        path = out_dir / f"{_slug(experiment)}-accuracy-vs-{key}.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        paths.append(path)
+        paths.append(_save(fig, out_dir / f"{_slug(experiment)}-accuracy-vs-{key}.png"))
     return paths
 
 
@@ -72,11 +76,7 @@ def width_plot(t: MethodTable, out_dir: Path) -> Path | None:
     ax.set_ylabel("width (channels / units)")
     ax.set_title(f"{t.method}: per-layer width")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = out_dir / f"{_slug(t.experiment)}-{_slug(t.method)}-widths.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, out_dir / f"{_slug(t.experiment)}-{_slug(t.method)}-widths.png")
 
 
 def sparsity_plot(t: MethodTable, out_dir: Path) -> Path | None:
@@ -99,11 +99,7 @@ def sparsity_plot(t: MethodTable, out_dir: Path) -> Path | None:
     ax.set_ylim(0, 1)
     ax.set_ylabel("kept weight fraction")
     ax.set_title(f"{t.method}: per-layer density (mean of {len(dens)} runs)")
-    fig.tight_layout()
-    path = out_dir / f"{_slug(t.experiment)}-{_slug(t.method)}-sparsity.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, out_dir / f"{_slug(t.experiment)}-{_slug(t.method)}-sparsity.png")
 
 
 HISTOGRAM_ARMS = ("unpruned", "finetuned", "scratch_e")
@@ -136,8 +132,4 @@ def weight_histogram_plot(t: MethodTable, exp_dir: Path) -> Path | None:
     ax.set_ylabel("density")
     ax.set_title(f"{t.method}: conv weight distributions")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    path = exp_dir / f"{_slug(t.experiment)}-{_slug(t.method)}-weights.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, exp_dir / f"{_slug(t.experiment)}-{_slug(t.method)}-weights.png")
