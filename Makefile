@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?= -n 2 -q
 
-.PHONY: venv data test demo clean
+.PHONY: venv data browser test demo bench-smoke clean
 
 venv: $(STAMP)
 
@@ -18,20 +18,31 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q "torch==2.13.0"
-	$(BIN)/python -m pip install -q -e ".[test]"
+	$(BIN)/python -m pip install -q -e ".[test,mlflow]"
 	touch $@
 
 # Fashion-MNIST: found locally, installed from the Debian package, or downloaded (checksummed).
 data: venv
 	$(BIN)/prunebench data fetch fashion-mnist
 
-test: venv data
+# Headless Chromium for the HTML report's browser test: installed only when missing, and only
+# with apt-get as root on Debian; elsewhere that test skips and says why.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && [ -f /etc/debian_version ] && \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+	  echo "chromium not installed (needs root on Debian): the HTML report's browser test will skip"
+
+test: venv data browser
 	$(BIN)/ruff check --no-cache src tests bench
 	$(BIN)/mypy src
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 demo: venv data
 	$(BIN)/prunebench demo
+
+# Every bench/ script's --smoke mode (a few seconds each; `make test` runs the same test).
+bench-smoke: venv data
+	$(BIN)/python -m pytest -q -n 0 tests/test_bench_smoke.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache src/*.egg-info

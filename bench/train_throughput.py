@@ -20,13 +20,13 @@ from __future__ import annotations
 import argparse
 import statistics
 import tempfile
-import time
 
 import torch
 
-from prunebench.data import Splits, dataset_info
+from benchkit import StepClock, load_average, synthetic_cifar
+
 from prunebench.models import build_model, variant
-from prunebench.train import Callback, Recipe, TrainContext, seed_everything, train
+from prunebench.train import Recipe, seed_everything, train
 from prunebench.train.speed import cpu_has_bf16
 
 MODELS = ("vgg16", "resnet56")
@@ -34,27 +34,6 @@ MODES: dict[str, dict[str, object]] = {
     "fp32": {"precision": "fp32", "channels_last": False},
     "bf16 + channels_last": {"precision": "bf16", "channels_last": True},
 }
-
-
-class StepClock(Callback):
-    """Timestamps the end of every optimizer step."""
-
-    def __init__(self) -> None:
-        self.times: list[float] = []
-
-    def after_step(self, ctx: TrainContext) -> None:
-        if ctx.device.type == "cuda":
-            torch.cuda.synchronize()
-        self.times.append(time.perf_counter())
-
-
-def synthetic_cifar(n: int) -> Splits:
-    info = dataset_info("cifar10")
-    g = torch.Generator().manual_seed(0)
-    x = torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g)
-    y = torch.randint(0, 10, (n,), generator=g)
-    empty_x, empty_y = x[:0], y[:0]
-    return Splits(info, x, y, empty_x, empty_y, empty_x, empty_y, source="synthetic", split_hash="synthetic")
 
 
 def step_seconds(name: str, mode: dict[str, object], batch_size: int, steps: int, warmup: int,
@@ -80,14 +59,18 @@ def main() -> None:
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--device", help="cpu or cuda (default: cuda if available)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--smoke", action="store_true",
+                        help="a few seconds' check that the script runs (tiny batch, one round): numbers mean nothing")
     args = parser.parse_args()
+    if args.smoke:
+        args.batch_size, args.steps, args.rounds, args.warmup, args.models = 4, 1, 1, 1, "resnet20"
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.warmup < 1:
         parser.error("--warmup must be >= 1 (the first timestamp starts the clock)")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU bf16: {cpu_has_bf16()}, "
           f"batch {args.batch_size}, {args.rounds} rounds of {args.warmup} warm-up + {args.steps} timed steps, "
-          "images/s from the median step time\n")
+          f"images/s from the median step time; {load_average()}\n")
     print("| model | " + " | ".join(f"{m} (img/s)" for m in MODES) + " | speed-up |")
     print("|---|" + "---:|" * (len(MODES) + 1))
     for name in args.models.split(","):

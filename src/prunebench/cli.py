@@ -66,6 +66,10 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `prunebench arch --list | head`
         sys.stderr.close()
         return 0
+    except OSError as e:  # a disk or file-system failure nothing above turned into a message: still one line
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"prunebench {args.command}: error: {where}{e.strerror or e}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ def test_train_resume_refuse_and_eval(tmp_path: Path, capsys: pytest.CaptureFixt
     result = _json(capsys)
     assert result["epochs"] == 2 and result["steps"] == 2 * 4 and result["precision"] == "fp32"
     config = json.loads((out / "config.json").read_text())
-    assert config["arch"] == "resnet20" and config["recipe"]["milestones"] == [1, 1]
+    assert config["arch"] == "resnet20" and config["recipe"]["milestones"] == [1]  # 0.75 x 2 rounds onto 0.5 x 2: dropped
 
     # a finished run is not retrained
     stamp = (out / "result.json").stat().st_mtime_ns

@@ -64,7 +64,7 @@ def test_minimal_preset_is_typed(tmp_path: Path) -> None:
         (('name = "l1norm"', 'name = "nope"'), "x.toml: methods[0].name: unknown pruning method 'nope'"),
         (("lr = 0.1", "lr = 0.1\nmomentum = 1.5"), "x.toml: recipes.large: recipe: momentum must be in [0, 1)"),
         (("lr = 0.1", 'lr = 0.1\nprecision = "fp8"'), "x.toml: recipes.large: recipe: precision must be one of"),
-        (("seeds = [0, 1]", "seeds = [0, -1]"), "x.toml: seeds[1]: expected a non-negative integer, got -1"),
+        (("seeds = [0, 1]", "seeds = [0, -1]"), "x.toml: seeds[1]: must be in [0, 4294967295], got -1"),
         (("scratch_e = true", "scratch_e = 1"), "x.toml: arms.scratch_e: expected true or false, got 1"),
         (('variant = "vgg11"\n', ""), "x.toml: model.variant: missing required key"),
         (('name = "t"', 'name = "t"\ncolour = 1'), "x.toml: colour: unknown key"),

@@ -42,7 +42,7 @@ def _trained_weights(out: Path) -> dict[str, torch.Tensor]:
 @pytest.mark.parametrize("percent", [0.5, 0.9])
 def test_global_threshold_leaves_the_exact_fraction_checked_from_disk(large, tmp_path: Path, percent: float) -> None:
     model, splits, out = large
-    result = _prune(model, splits, percent=percent)
+    result = _prune(model, splits, ratio=percent)
     save_model(tmp_path / "pruned", result.model, masks=result.masks)
     reloaded, masks, _ = load_model(tmp_path / "pruned")
     trained = _trained_weights(out)
@@ -104,8 +104,10 @@ def test_iterative_two_rounds_with_retraining_reach_the_squared_density(large, t
     model, splits, _ = large
     p = 0.4
     retrain = {"lr": 0.01, "batch_size": 128, "precision": "fp32"}
-    result = _prune(model, splits, percent=p, iterative_rounds=2, round_epochs=1, round_recipe=retrain,
-                    work_dir=str(tmp_path))
+    method = get_method("magnitude")
+    method.work_dir = tmp_path  # the experiment passes the prune stage's own folder
+    opts = method.parse_options({"ratio": p, "iterative_rounds": 2, "round_epochs": 1, "round_recipe": retrain})
+    result = method.prune(copy.deepcopy(model), splits, opts)
     ran = json.loads((tmp_path / "round1" / "result.json").read_text())  # retrained through the trainer
     assert ran["epochs"] == 1 and ran["steps"] == math.ceil(len(splits.train_y) / 128)
     n = sum(m.numel() for m in result.masks.values())
@@ -120,7 +122,7 @@ def test_an_emptied_layer_warns_and_is_reported(large) -> None:
     with torch.no_grad():
         tiny.features[0].weight.mul_(1e-6)
     with pytest.warns(UserWarning, match="emptied 1 layer"):
-        result = METHOD.prune(tiny, splits, METHOD.parse_options({"percent": 0.3}))
+        result = METHOD.prune(tiny, splits, METHOD.parse_options({"percent": 0.3}))  # the old name still works
     assert result.info["emptied_layers"] == ["features.0"]
     assert torch.isfinite(result.model(torch.zeros(2, 1, 28, 28))).all()
 
@@ -128,14 +130,22 @@ def test_an_emptied_layer_warns_and_is_reported(large) -> None:
 @pytest.mark.parametrize(
     "options",
     [
-        {"percent": 1.0},
+        {"ratio": 1.0},
         {"percent": 0.0},
+        {"ratio": 0.5, "percent": 0.5},
         {"scope": "block"},
         {"iterative_rounds": 0},
-        {"ratio": 0.5},
-        {"round_epochs": 1, "round_recipe": {"lr": -1}},
-        {"round_epochs": 1, "round_recipe": {"momentun": 0.9}},
-        {"round_epochs": 1, "round_recipe": {"epochs": 3}},
+        {"keep_rate": 0.5},
+        {"work_dir": "/tmp/elsewhere"},  # inner runs go to the stage's own folder (or a temporary one), never a path option
+        {"iterative_rounds": 3},  # Han-style rounds without retraining are one-shot: refused, not ignored
+        {"round_epochs": 2},  # retraining between rounds of a one-round run would be ignored
+        {"round_recipe": {"lr": 0.01}},
+        {"iterative": "imp"},  # IMP needs rounds
+        {"iterative": "imp", "iterative_rounds": 3, "round_epochs": 2},
+        {"iterative": "lottery", "iterative_rounds": 3},
+        {"iterative_rounds": 2, "round_epochs": 1, "round_recipe": {"lr": -1}},
+        {"iterative_rounds": 2, "round_epochs": 1, "round_recipe": {"momentun": 0.9}},
+        {"iterative_rounds": 2, "round_epochs": 1, "round_recipe": {"epochs": 3}},
     ],
 )
 def test_bad_options_are_config_errors(options: dict) -> None:
@@ -146,4 +156,4 @@ def test_bad_options_are_config_errors(options: dict) -> None:
 def test_iterative_retraining_without_data_is_a_config_error(large) -> None:
     model, _, _ = large
     with pytest.raises(ConfigError, match="splits"):
-        _prune(model, None, percent=0.5, iterative_rounds=2, round_epochs=1)
+        _prune(model, None, ratio=0.5, iterative_rounds=2, round_epochs=1)

@@ -140,3 +140,27 @@ def test_zeroed_count_floors_the_pruned_number() -> None:
     model = CifarResNetSpec.uniform(1, planes=(32, 32, 32), in_channels=1, input_size=8).build()
     result = METHOD.prune(model, None, METHOD.parse_options({"keep_rate": 0.7, "layers": ["layer1.0.conv1"]}))
     assert len(result.kept["layer1.0.conv1"]) == 32 - 9  # keeps 23, where the L1 rule keeps 22
+
+
+def test_deployed_model_is_the_soft_zeroed_one_minus_exactly_the_dropped_constants(trained: tuple) -> None:
+    """Hard pruning drops, not folds, the constant relu(BN(0)) a removed channel still emitted (a padded
+    next conv turns it into a position-dependent map no bias reproduces): the deployed model equals the
+    soft-zeroed one with those channels' input slices cut, and `dropped_constant` says how large it was."""
+    model, splits, _ = trained
+    result = METHOD.prune(model, splits, METHOD.parse_options({"ratio": 0.3}))
+    soft = copy.deepcopy(model).eval()
+    x = splits.val_x[:64].float().div(255).sub(splits.info.mean[0]).div(splits.info.std[0])
+    cut = copy.deepcopy(soft)
+    expected = {}
+    with torch.no_grad():
+        for group, kept in result.kept.items():
+            block = group.removesuffix(".conv1")
+            removed = sorted(set(range(cut.get_submodule(group).out_channels)) - set(kept))
+            bn = soft.get_submodule(f"{block}.bn1")
+            const = torch.relu(bn.bias - bn.weight * bn.running_mean / torch.sqrt(bn.running_var + bn.eps))[removed]
+            expected[group] = float(const.max()) if removed else 0.0
+            cut.get_submodule(f"{block}.conv2").weight[:, removed] = 0  # what the removed channel fed on
+        assert torch.allclose(cut(x), result.model.eval()(x), atol=1e-5)
+        assert result.info["dropped_constant"] == pytest.approx(expected)
+        if max(expected.values()) > 1e-3:  # then the soft-zeroed model really differs
+            assert not torch.allclose(soft(x), result.model(x), atol=1e-4)

@@ -119,3 +119,32 @@ def test_options_are_checked() -> None:
     for bad in ({}, {"ratio": 1.0}, {"ratio": 0.5, "min_channels": 0}, {"ratio": 0.5, "lam": -1.0}):
         with pytest.raises(ConfigError):
             METHOD.parse_options(bad)
+
+
+@pytest.mark.parametrize("name", ["preresnet164", "densenet40"])
+def test_slimming_twice_reads_the_selected_gammas(name: str) -> None:
+    """Multi-pass slimming (Liu et al.): the second pass scores a channel selection by the γ of the
+    channels it still lets through, not by the full-width BN in front of it."""
+    seed_everything(0)
+    model = variant(name, width_mult=0.25 if name == "preresnet164" else 0.5).build()
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.weight.uniform_(0.0, 1.0)
+    opts = METHOD.parse_options({"ratio": 0.3})
+    first = METHOD.prune(model, None, opts)
+    second = METHOD.prune(first.model, None, opts)
+    groups = first.model.spec.groups()
+    selects = [g for g in groups if g.kind == "select"]
+    assert any(g.size < first.model.get_submodule(g.bn).num_features for g in selects)  # a selection narrowed
+    scores = []
+    for g in groups:
+        gamma = first.model.get_submodule(g.bn).weight.detach().abs()
+        if g.kind == "select":
+            gamma = gamma[first.model.get_submodule(g.name).indices]
+        scores.append(gamma)
+    everything = torch.cat(scores)
+    thr = torch.sort(everything).values[int(len(everything) * 0.3)]
+    assert second.info["threshold"] == pytest.approx(float(thr))
+    assert sum(second.info["kept_counts"].values()) == int((everything > thr).sum()) + len(second.info["guarded_layers"])
+    assert second.model.eval()(torch.randn(2, 3, 32, 32)).shape == (2, 10)

@@ -110,7 +110,7 @@ def test_end_to_end_vgg(trained_vgg, splits) -> None:
 def test_finetune_between_layers_runs_the_trainer(trained_vgg) -> None:
     tiny = load("fashion-mnist", val_size=0, train_subset=200)
     method = get_method("thinet")
-    opts = method.parse_options({"ratio": 0.75, "images": 20, "locations": 3, "finetune_between": 1})
+    opts = method.parse_options({"ratio": 0.25, "images": 20, "locations": 3, "finetune_between": 1})
     result = method.prune(trained_vgg, tiny, opts, seed=1)
     assert all("finetune" in result.info["timings"][name] for name in result.info["layers"])
     assert _accuracy(result.model, tiny) > 0.3

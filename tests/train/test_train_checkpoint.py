@@ -26,6 +26,13 @@ class _Payload:
         return (Path.touch, (self.marker,))  # type: ignore[return-value]
 
 
+def _unsealed(folder: Path) -> Path:
+    """Drop the folder's checksums (as written before they existed), so the checks below them are tested;
+    tests/train/test_checkpoint_integrity.py tests that the checksums alone catch each of these."""
+    (folder / "checksums.json").unlink()
+    return folder
+
+
 def _assert_one_line(err: pytest.ExceptionInfo[CheckpointError], name: str) -> None:
     msg = str(err.value)
     assert "\n" not in msg and name in msg, msg
@@ -46,7 +53,7 @@ def test_round_trip_with_masks_and_meta(tmp_path: Path) -> None:
 def test_write_dir_replaces_the_whole_folder(tmp_path: Path) -> None:
     write_dir(tmp_path / "d", {"a": b"1", "b": b"2"})
     write_dir(tmp_path / "d", {"a": b"3"})
-    assert sorted(p.name for p in (tmp_path / "d").iterdir()) == ["a"]
+    assert sorted(p.name for p in (tmp_path / "d").iterdir()) == ["a", "checksums.json"]
     assert (tmp_path / "d" / "a").read_bytes() == b"3"
 
 
@@ -69,8 +76,7 @@ def test_missing_folder_and_file(tmp_path: Path) -> None:
 
 
 def test_truncated_weights(tmp_path: Path) -> None:
-    save_model(tmp_path / "ck", tiny_model())
-    path = tmp_path / "ck" / "weights.safetensors"
+    path = _unsealed(save_model(tmp_path / "ck", tiny_model())) / "weights.safetensors"
     path.write_bytes(path.read_bytes()[:-100])
     with pytest.raises(CheckpointError) as err:
         load_model(tmp_path / "ck")
@@ -78,7 +84,7 @@ def test_truncated_weights(tmp_path: Path) -> None:
 
 
 def test_corrupt_spec(tmp_path: Path) -> None:
-    save_model(tmp_path / "ck", tiny_model())
+    _unsealed(save_model(tmp_path / "ck", tiny_model()))
     (tmp_path / "ck" / "spec.json").write_text('{"family": "vgg", "cfg": [0]')
     with pytest.raises(CheckpointError) as err:
         load_model(tmp_path / "ck")
@@ -86,7 +92,7 @@ def test_corrupt_spec(tmp_path: Path) -> None:
 
 
 def test_weights_from_another_architecture(tmp_path: Path) -> None:
-    save_model(tmp_path / "ck", tiny_model())
+    _unsealed(save_model(tmp_path / "ck", tiny_model()))
     other = build_model(VGGSpec(cfg=(4, "M", 16), num_classes=10, in_channels=1, input_size=8))
     save_model(tmp_path / "other", other)
     (tmp_path / "other" / "spec.json").replace(tmp_path / "ck" / "spec.json")
@@ -105,7 +111,7 @@ def test_expected_spec_mismatch(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("name", ["weights.safetensors", "masks.safetensors"])
 def test_pickled_tensor_file_is_refused_and_payload_never_runs(tmp_path: Path, name: str) -> None:
-    save_model(tmp_path / "ck", tiny_model())
+    _unsealed(save_model(tmp_path / "ck", tiny_model()))
     marker = tmp_path / "pwned"
     (tmp_path / "ck" / name).write_bytes(pickle.dumps(_Payload(marker)))
     with pytest.raises(CheckpointError) as err:

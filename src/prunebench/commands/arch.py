@@ -7,10 +7,13 @@ import dataclasses
 import json
 from typing import Any, NamedTuple
 
+from prunebench.commands import argtypes
 from prunebench.data import DEFAULT_DATASET, dataset_info, list_datasets
 from prunebench.errors import ConfigError
 from prunebench.measure import (
+    FLOPS_RULES,
     Budget,
+    BudgetPolicy,
     FlopCount,
     count_flops,
     count_params,
@@ -60,12 +63,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="the large model this one was pruned from: also print the FLOPs ratio and the Scratch-B budget",
     )
     parser.add_argument(
-        "--epochs", type=int, metavar="E",
+        "--epochs", type=argtypes.EPOCHS, metavar="E",
         help="large-model epochs behind the Scratch-B budget (default: the data set's standard recipe, "
         "160 epochs with decays at 50%% and 75%%, or ImageNet's 90 with a decay every 30 and a 2x cap)",
     )
-    parser.add_argument("--batch-size", type=int, default=1, help="images per timed forward pass (default: 1)")
-    parser.add_argument("--repeats", type=int, default=20, help="timed forward passes, after 5 warm-ups (default: 20)")
+    parser.add_argument("--batch-size", type=argtypes.BATCH_SIZE, default=1,
+                        help="images per timed forward pass (default: 1)")
+    parser.add_argument("--repeats", type=argtypes.REPEATS, default=20, help="timed forward passes, after 5 warm-ups (default: 20)")
+    parser.add_argument(
+        "--sfp-ratio", type=float, metavar="P",
+        help="also print the Scratch-B budget of Soft Filter Pruning of NAME with P of every conv's filters "
+        "zeroed (the E7 presets: 0.3), by both FLOPs rules: soft_zeroed (the reference's count of the "
+        "soft-zeroed full model) and pruned (the hard-pruned model); 200-epoch SFP base, or --epochs",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
 
 
@@ -75,16 +85,48 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not args.name:
         raise ConfigError("name an architecture, or use --list to see them")
-    if args.epochs is not None and not args.base:
-        raise ConfigError("--epochs sets the Scratch-B base and needs --base")
+    if args.epochs is not None and not (args.base or args.sfp_ratio is not None):
+        raise ConfigError("--epochs sets the Scratch-B base and needs --base or --sfp-ratio")
     shape = _dataset_shape(args.dataset)
     result = describe(args.name, shape, batch_size=args.batch_size, repeats=args.repeats)
     schedule = None
     if args.base:
         base_result, schedule = budget(args.base, shape, result["flops"]["flops"], args.epochs)
         result.update(base_result)
-    print(json.dumps(result, indent=2) if args.json else _text(result, args.base, schedule))
+    text = "" if args.json else _text(result, args.base, schedule)
+    if args.sfp_ratio is not None:
+        result["sfp"] = sfp_budgets(args.name, shape, args.sfp_ratio, args.epochs)
+        text += "\n" + _sfp_text(result["sfp"])
+    print(json.dumps(result, indent=2) if args.json else text)
     return 0
+
+
+def sfp_budgets(name: str, shape: Shape, ratio: float, epochs: int | None) -> dict[str, Any]:
+    """Scratch-B of SFP on `name` at `ratio` (fraction of filters zeroed) under each FLOPs rule, after the
+    SFP recipe (200 epochs, warm-up kept), as the E7 presets plan it."""
+    from prunebench.experiment.planned import planned_budget
+    from prunebench.prune.sfp import SFP_BASE_EPOCHS, sfp_recipe
+
+    recipe = sfp_recipe(epochs or SFP_BASE_EPOCHS)
+    large = variant(name, shape).build()
+    out: dict[str, Any] = {"ratio": ratio, "base_epochs": recipe.epochs, "base_milestones": list(recipe.milestones)}
+    for rule in FLOPS_RULES:
+        policy = BudgetPolicy(base_epochs=recipe.epochs, fixed_first_epochs=1, flops_rule=rule)
+        b = planned_budget(large, "sfp", {"ratio": ratio}, recipe, policy)
+        assert b is not None  # SFP's counts never depend on the weights
+        out[rule] = {"flops_ratio": b.ratio, "scratch_b_epochs": b.epochs, "scratch_b_milestones": list(b.milestones)}
+    return out
+
+
+def _sfp_text(sfp: dict[str, Any]) -> str:
+    lines = [f"SFP at ratio {sfp['ratio']:g} (from {sfp['base_epochs']} epochs, LR changes at "
+             f"{', '.join(map(str, sfp['base_milestones']))})"]  # fmt: skip
+    for rule, label in (("soft_zeroed", "the reference's rule: soft-zeroed full model, sparse"),
+                        ("pruned", "hard-pruned model")):  # fmt: skip
+        b = sfp[rule]
+        lines.append(f"  Scratch-B        {b['scratch_b_epochs']} epochs, LR changes at "
+                     f"{', '.join(map(str, b['scratch_b_milestones']))}; FLOPs ratio {b['flops_ratio']:.4f} ({label})")  # fmt: skip
+    return "\n".join(lines)
 
 
 def describe(name: str, shape: Shape, *, batch_size: int, repeats: int) -> dict[str, Any]:

@@ -6,6 +6,9 @@ import argparse
 import dataclasses
 import json
 
+from prunebench.commands.options import add_data_dir
+from prunebench.commands import argtypes
+from prunebench.limits import bounds
 from prunebench.data import NORMS, dataset_info, fetch, list_datasets, load
 
 
@@ -19,11 +22,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "normalisation statistics and where its files were found.",
     )
     info.add_argument("name", choices=list_datasets(), metavar="NAME", help="data set: " + ", ".join(list_datasets()))
-    info.add_argument("--data-dir", metavar="D", help="folder holding the data files (searched before $PRUNEBENCH_DATA)")
-    info.add_argument("--val-size", type=int, metavar="N",
+    add_data_dir(info)
+    info.add_argument("--val-size", type=argtypes.COUNT, metavar="N",
                       help="validation images carved from the training set (default: per data set; 0 = none)")
-    info.add_argument("--train-subset", type=int, metavar="N", help="keep only N class-balanced training images")
-    info.add_argument("--split-seed", type=int, default=0, metavar="S", help="seed of the validation split (default: 0)")
+    info.add_argument("--train-subset", type=argtypes.COUNT, metavar="N", help="keep only N class-balanced training images")
+    info.add_argument("--split-seed", type=argtypes.SEED, default=0, metavar="S",
+                      help=f"seed of the validation split ({bounds('seed')}; default: 0)")
     info.add_argument("--norm", metavar="NAME", help="named normalisation statistics (default: the data set's first)")
     info.add_argument("--json", action="store_true", help="print JSON instead of text")
 
@@ -33,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "cache (and the Debian package for fashion-mnist), else install or download it with checksum verification.",
     )
     fetch_p.add_argument("name", choices=list_datasets(), metavar="NAME", help="data set: " + ", ".join(list_datasets()))
-    fetch_p.add_argument("--data-dir", metavar="D", help="folder holding the data files")
+    add_data_dir(fetch_p)
 
 
 def _fmt(values: tuple[float, ...]) -> str:

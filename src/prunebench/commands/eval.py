@@ -8,6 +8,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from prunebench.commands.options import add_data_dir
+from prunebench.commands import argtypes
 from prunebench.data import list_datasets, load
 from prunebench.errors import ConfigError
 from prunebench.measure import count_flops, count_params
@@ -28,10 +30,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", choices=list_datasets(), metavar="D",
                         help=f"data set: {', '.join(list_datasets())} (default: the run's, from its config.json)")
     parser.add_argument("--split", choices=("test", "val"), default="test", help="which split to score (default: test)")
-    parser.add_argument("--val-size", type=int, metavar="N",
+    parser.add_argument("--val-size", type=argtypes.COUNT, metavar="N",
                         help="validation split size for --split val (default: the run's, else the data set's)")
     parser.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda if available, else cpu)")
-    parser.add_argument("--data-dir", metavar="D", help="folder holding the data files")
+    add_data_dir(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 

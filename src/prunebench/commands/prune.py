@@ -11,16 +11,25 @@ from typing import Any
 
 from torch import nn
 
+from prunebench.commands.options import add_data_dir
+from prunebench.commands import argtypes
+from prunebench.limits import MAX_DEPTH, bounds, value_error
 from prunebench.data import DEFAULT_DATASET, Splits, load
 from prunebench.errors import CheckpointError, ConfigError
 from prunebench.measure import count_flops, count_params, measure_latency
 from prunebench.models import attached_spec
 from prunebench.prune import get_method, list_methods
+from prunebench.prune.base import same_value
 from prunebench.prune.recalibrate import recalibrate_bn
 from prunebench.train import evaluate, load_model
-from prunebench.train.checkpoint import SPEC_FILE, model_files, write_dir
+from prunebench.outputs import MARKER, MARKER_TEXT, OutputError, check_dir, foreign
+from prunebench.train.checkpoint import (
+    CHECKSUMS_FILE, MASKS_FILE, META_FILE, SPEC_FILE, WEIGHTS_FILE, model_files, write_dir,
+)
 
 INFO_FILE = "prune_info.json"
+#: everything a `prune --out` folder holds; replacing it replaces all of them at once
+OUT_FILES = (SPEC_FILE, WEIGHTS_FILE, MASKS_FILE, META_FILE, CHECKSUMS_FILE, INFO_FILE, MARKER)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,8 +50,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     target = parser.add_mutually_exclusive_group()
     target.add_argument("--variant", metavar="NAME", help="a named target architecture of the method (e.g. vgg16-a, resnet56-b)")
     target.add_argument(
-        "--ratio", type=float, metavar="P",
-        help="sets the method's 'ratio' option: per-layer prune ratio (l1norm), global fraction of channels (slimming)",
+        "--ratio", type=argtypes.NUMBER, metavar="P",
+        help="sets the method's 'ratio' option, the fraction REMOVED, for every method with an amount: per layer "
+        "(l1norm, thinet, regression, sfp), of all BN channels (slimming), of the conv weights (magnitude)",
     )
     parser.add_argument(
         "--option", action="append", default=[], metavar="KEY=VALUE",
@@ -53,12 +63,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"also report accuracy before fine-tuning, as-is and BN-recalibrated (e.g. {DEFAULT_DATASET});"
         " methods that need data (ThiNet, regression) require it",
     )
-    parser.add_argument("--val-size", type=int, default=None, metavar="N", help="validation images (default: the data set's)")
-    parser.add_argument("--train-subset", type=int, default=None, metavar="N", help="use a class-balanced training subset")
+    add_data_dir(parser)
+    parser.add_argument("--val-size", type=argtypes.COUNT, default=None, metavar="N", help="validation images (default: the data set's)")
+    parser.add_argument("--train-subset", type=argtypes.COUNT, default=None, metavar="N", help="use a class-balanced training subset")
     parser.add_argument(
-        "--recal-batches", type=int, default=50, metavar="N", help="training batches used for BN recalibration (default 50)"
+        "--recal-batches", type=argtypes.REPEATS, default=50, metavar="N", help="training batches used for BN recalibration (default 50)"
     )
-    parser.add_argument("--seed", type=int, default=0, metavar="N", help="seed passed to the method (default 0)")
+    parser.add_argument("--seed", type=argtypes.SEED, default=0, metavar="N",
+                        help=f"seed passed to the method ({bounds('seed')}; default 0)")
     parser.add_argument("--force", action="store_true", help="replace an existing checkpoint in --out")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
 
@@ -69,9 +81,16 @@ def parse_option(text: str) -> tuple[str, Any]:
     if not sep or not key:
         raise ConfigError(f"--option expects KEY=VALUE, got {text!r}")
     try:
-        return key, json.loads(value)
+        parsed = json.loads(value)
     except json.JSONDecodeError:
         return key, value
+    except RecursionError:
+        raise ConfigError(f"--option {key}: nested more than {MAX_DEPTH} levels deep") from None
+    bad = value_error(parsed)
+    if bad:
+        where, why = bad
+        raise ConfigError(f"--option {key}{'.' + where if where and where[0] != '[' else where}: {why}")
+    return key, parsed
 
 
 def raw_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -84,6 +103,20 @@ def raw_options(args: argparse.Namespace) -> dict[str, Any]:
             raise ConfigError(f"--{key} and --option {key}=... both given")
         raw[key] = value
     return raw
+
+
+def check_out(out: Path, force: bool) -> None:
+    """Refuse, before any work and without writing, an --out that is a file, a folder of the user's,
+    or a checkpoint (without --force); `--force` replaces a checkpoint folder holding nothing else."""
+    check_dir(out, recognise=lambda d: (d / SPEC_FILE).is_file() and not foreign(d, OUT_FILES))
+    if (out / SPEC_FILE).exists() and not force:
+        raise CheckpointError(f"{out} already holds a checkpoint; pass --force to replace it")
+    extra = foreign(out, OUT_FILES)
+    if extra:
+        raise OutputError(
+            f"--out {out}: also holds {extra[0]}{f' and {len(extra) - 1} more' if len(extra) > 1 else ''}, "
+            "which replacing the checkpoint would delete; nothing was written"
+        )
 
 
 def checkpoint_dir(path: Path) -> Path:
@@ -131,6 +164,10 @@ def list_text() -> str:
         options = [f"{f.name}={_default(f)!r}" for f in dataclasses.fields(method.Options)]
         if options:
             lines.append(f"{'':<11} options: {', '.join(options)}")
+        if method.aliases:  # old option names, still accepted and converted
+            old = ", ".join(f"{a} (as {new}{'' if conv is same_value else ' = 1 - value'})"
+                            for a, (new, conv) in method.aliases.items())  # fmt: skip
+            lines.append(f"{'':<11} old names accepted: {old}")
         variants = method.variants()
         if variants:
             lines.append(f"{'':<11} variants: {', '.join(variants)}")
@@ -171,11 +208,10 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"{', '.join(missing)} required (or --list)")
     method = get_method(args.method)
     opts = method.parse_options(raw_options(args))
-    if (args.out / SPEC_FILE).exists() and not args.force:
-        raise CheckpointError(f"{args.out} already holds a checkpoint; pass --force to replace it")
+    check_out(args.out, args.force)
     source = checkpoint_dir(args.checkpoint)
     large, large_masks, _ = load_model(source)
-    splits = load(args.dataset, val_size=args.val_size, train_subset=args.train_subset) if args.dataset else None
+    splits = load(args.dataset, val_size=args.val_size, train_subset=args.train_subset, data_dir=args.data_dir) if args.dataset else None
 
     result = method.prune(copy.deepcopy(large), splits, opts, seed=args.seed)
     summary: dict[str, Any] = {
@@ -195,6 +231,7 @@ def run(args: argparse.Namespace) -> int:
         summary["accuracy"] = accuracies(large, result.model, splits, args.recal_batches, args.seed)
     files = model_files(result.model, result.masks, meta={"pruned_by": method.name, "source": str(source)})
     files[INFO_FILE] = json.dumps(summary, indent=1, sort_keys=True).encode()
+    files[MARKER] = MARKER_TEXT.encode()
     write_dir(args.out, files)  # atomic: a failure above leaves --out untouched
     print(json.dumps(summary, indent=1, sort_keys=True) if args.json else summary_text(summary))
     return 0

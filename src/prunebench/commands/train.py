@@ -8,13 +8,18 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from prunebench.commands.options import add_data_dir, add_threads
 from prunebench.data import DEFAULT_DATASET, list_datasets, load
+from prunebench.commands import argtypes
 from prunebench.errors import ConfigError
+from prunebench.limits import MAX_WIDTH_MULT, bounds
 from prunebench.models import build_model, variant
 from prunebench.train import Recipe, TrainResult, seed_everything, train
-from prunebench.train.checkpoint import atomic_write_text, read_torch_state
+from prunebench.outputs import atomic_write_text, claim_dir
 from prunebench.train.result import RESULT_FILE
-from prunebench.train.state import STATE_DIR, STATE_FILE
+from prunebench.train.speed import resolve_device
+from prunebench.train.state import STATE_DIR, STATE_FILE, read_train_state
+from prunebench.train.threads import thread_policy, use_threads
 
 CONFIG_FILE = "config.json"
 
@@ -30,30 +35,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="named architecture (see `prunebench arch --list`)")
     parser.add_argument("--dataset", default=DEFAULT_DATASET, choices=list_datasets(), metavar="D",
                         help=f"data set: {', '.join(list_datasets())} (default: {DEFAULT_DATASET})")
-    parser.add_argument("--epochs", type=int, required=True, metavar="E", help="training epochs")
-    parser.add_argument("--lr", type=float, default=0.1, help="initial learning rate (default: 0.1)")
-    parser.add_argument("--batch-size", type=int, default=64, metavar="B", help="training batch size (default: 64)")
-    parser.add_argument("--wd", type=float, default=1e-4, help="weight decay, on all parameters (default: 1e-4)")
-    parser.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default: 0.9)")
+    parser.add_argument("--epochs", type=argtypes.EPOCHS, required=True, metavar="E",
+                        help=f"training epochs ({bounds('epochs')})")
+    parser.add_argument("--lr", type=argtypes.POSITIVE, default=0.1, help="initial learning rate (default: 0.1)")
+    parser.add_argument("--batch-size", type=argtypes.BATCH_SIZE, default=64, metavar="B",
+                        help=f"training batch size ({bounds('batch_size')}; default: 64)")
+    parser.add_argument("--wd", type=argtypes.NONNEG, default=1e-4, help="weight decay, on all parameters (default: 1e-4)")
+    parser.add_argument("--momentum", type=argtypes.NONNEG, default=0.9, help="SGD momentum (default: 0.9)")
     parser.add_argument("--nesterov", action="store_true", help="use Nesterov momentum")
     parser.add_argument(
         "--milestones", default="0.5,0.75", metavar="LIST",
         help="LR x0.1 at these points: fractions of the run if they contain '.', else epochs; "
-        "'none' for a constant LR (default: 0.5,0.75)",
+        "'none' for a constant LR (default: 0.5,0.75). A fraction that rounds down to epoch 0, or onto "
+        "the epoch of an earlier one, is dropped, so a 1-epoch run trains at --lr throughout and a "
+        "2-epoch run at --lr, then --lr x0.1; metrics.csv shows each epoch's LR",
     )
-    parser.add_argument("--seed", type=int, default=0,
-                        help="seed of initialisation, data order and augmentation (default: 0)")
-    parser.add_argument("--val-size", type=int, metavar="N",
+    parser.add_argument("--seed", type=argtypes.SEED, default=0,
+                        help=f"seed of initialisation, data order and augmentation ({bounds('seed')}; default: 0)")
+    parser.add_argument("--val-size", type=argtypes.COUNT, metavar="N",
                         help="validation images carved from the training set (default: per data set; 0 = none)")
-    parser.add_argument("--train-subset", type=int, metavar="N", help="train on N class-balanced images only")
-    parser.add_argument("--width-mult", type=float, default=1.0, metavar="X",
-                        help="scale every width by X (default: 1)")
+    parser.add_argument("--train-subset", type=argtypes.COUNT, metavar="N", help="train on N class-balanced images only")
+    parser.add_argument("--width-mult", type=argtypes.WIDTH_MULT, default=1.0, metavar="X",
+                        help=f"scale every width by X (0 < X <= {MAX_WIDTH_MULT:g}; default: 1)")
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
                         help="auto = bf16 autocast + channels_last where the hardware supports bf16 (default: auto)")
     parser.add_argument("--compile", action="store_true",
                         help="wrap the model in torch.compile (for GPUs; on a CPU it costs more than it gains)")
     parser.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda if available, else cpu)")
-    parser.add_argument("--data-dir", metavar="D", help="folder holding the data files")
+    add_data_dir(parser)
+    add_threads(parser)
     parser.add_argument("--out", metavar="DIR", help="run folder (default: runs/train/ARCH-DATASET-seedS)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
@@ -118,14 +128,19 @@ def run(args: argparse.Namespace) -> int:
     splits = load(args.dataset, val_size=args.val_size, train_subset=args.train_subset, data_dir=args.data_dir)
     seed_everything(args.seed)
     model = build_model(variant(args.arch, splits.info, width_mult=args.width_mult))
+    resolve_device(args.device)  # a bad --device fails before anything is written
+    threads = thread_policy(args.threads)  # so does a bad --threads or $PRUNEBENCH_THREADS
+    # the user's folder is refused untouched; a run folder from before markers has our config.json
+    claim_dir(out, recognise=lambda d: (d / CONFIG_FILE).is_file())
     if (out / RESULT_FILE).exists():
         print(f"{out} already holds a finished run; not retrained", file=sys.stderr)
     elif (out / STATE_DIR / STATE_FILE).exists():
-        done = read_torch_state(out / STATE_DIR / STATE_FILE).get("next_epoch", 0)
+        done = read_train_state(out / STATE_DIR / STATE_FILE)["next_epoch"]  # a list or bogus types: one line
         print(f"resuming {out} after epoch {done} of {recipe.epochs}", file=sys.stderr)
     else:
         atomic_write_text(out / CONFIG_FILE, json.dumps(config, indent=1, sort_keys=True))
-    result = train(model, splits, recipe, out, seed=args.seed, device=args.device)
+    with use_threads(threads):
+        result = train(model, splits, recipe, out, seed=args.seed, device=args.device)
     if args.json:
         print(json.dumps({"out": str(out), **result.to_dict()}, indent=1))
     else:
@@ -139,7 +154,7 @@ def _acc(v: float | None) -> str:
 
 def summary(arch: str, dataset: str, out: Path, r: TrainResult) -> str:
     return "\n".join([
-        f"{arch} on {dataset}: {r.epochs} epochs, {r.steps} steps, {r.wall_time_s:.0f} s ({r.precision} on {r.device})",
+        f"{arch} on {dataset}: {r.epochs} epochs, {r.steps} steps, {r.wall_time_s:.0f} s (trained in {r.precision} on {r.device}; accuracies evaluated in fp32)",
         f"  final model:        val {_acc(r.final_val_acc)}  test {_acc(r.test_acc)}",
         f"  best on validation: val {_acc(r.best_val_acc)}  test {_acc(r.test_acc_best_val)}  (epoch {r.best_epoch})",
         f"  run folder: {out} (final/, best/, metrics.csv, result.json)",

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from prunebench.data.files import cache_dir, download, md5sum, search_roots
+from prunebench.data.files import cache_dir, download, labelled_roots, md5sum, not_found
 from prunebench.data.idx import read_idx
 from prunebench.data.raw import RawData
 from prunebench.errors import DataError
@@ -48,10 +48,14 @@ def _debian_dir() -> Path:
 
 def candidate_dirs(data_dir: str | os.PathLike[str] | None) -> list[Path]:
     """Every folder `find` looks in, in order."""
-    dirs: list[Path] = []
-    for root in search_roots(data_dir):
-        dirs += [root, root / NAME]
-    return dirs + [_debian_dir()]
+    return [d for d, _ in _labelled_dirs(data_dir)]
+
+
+def _labelled_dirs(data_dir: str | os.PathLike[str] | None) -> list[tuple[Path, str]]:
+    dirs: list[tuple[Path, str]] = []
+    for root, label in labelled_roots(data_dir):
+        dirs += [(root, label), (root / NAME, label)]
+    return dirs + [(_debian_dir(), f"Debian package {DEBIAN_PACKAGE}")]
 
 
 def find(data_dir: str | os.PathLike[str] | None = None) -> Path | None:
@@ -83,7 +87,7 @@ def fetch(data_dir: str | os.PathLike[str] | None = None) -> Path:
     found = find(data_dir)
     if found:
         return found
-    tried = [str(d) for d in candidate_dirs(data_dir)]
+    tried = [f"{d} ({label})" for d, label in _labelled_dirs(data_dir)]
     if can_apt_install():
         why = _apt_install()
         if why is None and (found := find(data_dir)):
@@ -99,7 +103,7 @@ def fetch(data_dir: str | os.PathLike[str] | None = None) -> Path:
         return target
     except DataError as e:
         tried.append(f"download ({e})")
-    raise DataError(f"{NAME} not found; tried: " + "; ".join(tried))
+    raise not_found(NAME, tried, data_dir)
 
 
 def load_raw(data_dir: str | os.PathLike[str] | None = None) -> RawData:

@@ -22,13 +22,29 @@ def cache_dir() -> Path:
     return Path(base) / "prunebench"
 
 
-def search_roots(data_dir: str | os.PathLike[str] | None) -> list[Path]:
-    """Folders to look in, in order: the explicit `data_dir`, `$PRUNEBENCH_DATA`, the user cache."""
-    roots = [Path(data_dir)] if data_dir else []
+def labelled_roots(data_dir: str | os.PathLike[str] | None) -> list[tuple[Path, str]]:
+    """Folders to look in, in order, each with where it comes from: the explicit `data_dir`
+    (`--data-dir`), `$PRUNEBENCH_DATA`, the user cache."""
+    roots = [(Path(data_dir), "--data-dir")] if data_dir else []
     if os.environ.get("PRUNEBENCH_DATA"):
-        roots.append(Path(os.environ["PRUNEBENCH_DATA"]))
-    roots.append(cache_dir())
+        roots.append((Path(os.environ["PRUNEBENCH_DATA"]), "$PRUNEBENCH_DATA"))
+    roots.append((cache_dir(), "user cache"))
     return roots
+
+
+def search_roots(data_dir: str | os.PathLike[str] | None) -> list[Path]:
+    """The folders of `labelled_roots`."""
+    return [root for root, _ in labelled_roots(data_dir)]
+
+
+def not_found(name: str, looked: list[str], data_dir: str | os.PathLike[str] | None) -> DataError:
+    """The one 'not found' error of every data set: each place searched, and how to add one."""
+    unset = [] if data_dir else ["--data-dir (not given)"]
+    unset += [] if os.environ.get("PRUNEBENCH_DATA") else ["$PRUNEBENCH_DATA (not set)"]
+    return DataError(
+        f"{name} not found; looked in: {'; '.join(looked + unset)}. Put the files in a folder "
+        "and pass --data-dir DIR, or set PRUNEBENCH_DATA=DIR"
+    )
 
 
 def md5sum(path: Path) -> str:
@@ -44,8 +60,11 @@ def download(url: str, dest: Path, md5s: tuple[str, ...]) -> None:
 
     Raises `DataError` (one line) on any network or checksum failure.
     """
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    try:  # a cache path that is a file, or read-only, is one line too
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    except OSError as e:
+        raise DataError(f"{dest.parent}: cannot write the download there ({e.strerror or e})") from None
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as resp:

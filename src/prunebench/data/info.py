@@ -31,7 +31,7 @@ class DatasetInfo:
     norm: str = "train"
 
 
-# Named normalisation statistics per data set (protocol.md §2.1, §2.5).  The
+# Named normalisation statistics per data set (docs/protocol.md §2.1, §2.5).  The
 # first entry is the default.  "train" values are computed from the data set's
 # own full training split (tests/data/test_norm_stats.py recomputes them).
 NORMS: dict[str, dict[str, tuple[tuple[float, ...], tuple[float, ...]]]] = {

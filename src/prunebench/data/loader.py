@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from prunebench.data import cifar, digits, fashion_mnist
+from prunebench.data.files import search_roots
 from prunebench.data.info import dataset_info
 from prunebench.data.raw import RawData
 from prunebench.data.splits import Splits, make_splits
@@ -26,6 +27,20 @@ def load_raw(name: str, data_dir: str | os.PathLike[str] | None = None) -> RawDa
         else:
             _CACHE[key] = cifar.load_raw(name, data_dir)
     return _CACHE[key]
+
+
+def present(name: str, data_dir: str | os.PathLike[str] | None = None) -> bool:
+    """Whether `name` is already on this machine: loading it installs and downloads nothing."""
+    dataset_info(name)
+    if name == "digits":  # bundled with scikit-learn
+        return True
+    if name == "fashion-mnist":
+        return fashion_mnist.find(data_dir) is not None
+    folder, archive = cifar.ARCHIVES[name][:2]
+    return any(
+        (root / folder).is_dir() or (root.name == folder and root.is_dir()) or (root / archive).is_file()
+        for root in search_roots(data_dir)
+    )
 
 
 def fetch(name: str, data_dir: str | os.PathLike[str] | None = None) -> str:

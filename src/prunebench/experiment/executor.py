@@ -3,8 +3,9 @@ once its upstream stages are done); an executor only decides *where*.
 
 The interface is two methods, so a distributed engine fits behind it later:
 
-    submit(fn, *args) -> a future (`.done()`, `.result()`; `result()` re-raises the stage's error)
-    wait(futures)     -> the futures that have finished (blocks until at least one has)
+    submit(fn, *args)         -> a future (`.done()`, `.result()`; `result()` re-raises the stage's error)
+    wait(futures, timeout)    -> the futures that have finished (blocks until at least one has,
+                                 or `timeout` seconds have passed: the runner then polls the store)
 
 `fn` and its arguments must be picklable (module-level function, plain data) for
 any executor other than `InProcessExecutor`.  A Ray executor, for instance, would
@@ -15,15 +16,21 @@ with `ray.wait`; the runner needs no change.
 from __future__ import annotations
 
 import multiprocessing
+import os
+import threading
+import time
 from collections.abc import Callable, Iterable
 from concurrent import futures
 from typing import Any, Protocol
+
+#: How often a pool worker checks that the process that started it is still alive.
+WATCHDOG_S = 0.2
 
 
 class Executor(Protocol):
     def submit(self, fn: Callable[..., Any], *args: Any) -> futures.Future: ...
 
-    def wait(self, pending: Iterable[futures.Future]) -> set[futures.Future]: ...
+    def wait(self, pending: Iterable[futures.Future], timeout: float | None = None) -> set[futures.Future]: ...
 
     def close(self) -> None: ...
 
@@ -39,26 +46,45 @@ class InProcessExecutor:
             fut.set_exception(e)
         return fut
 
-    def wait(self, pending: Iterable[futures.Future]) -> set[futures.Future]:
+    def wait(self, pending: Iterable[futures.Future], timeout: float | None = None) -> set[futures.Future]:
         return {f for f in pending if f.done()}
 
     def close(self) -> None:
         pass
 
 
+def _exit_with_parent(parent: int) -> None:
+    """A worker's watchdog: once the parent is gone (killed with -9, say) the worker is an orphan
+    nobody collects results from; it exits at once instead of training on for minutes."""
+    while True:
+        if os.getppid() != parent:
+            os._exit(70)  # no cleanup handlers: the interrupted stage is resumed by the next run
+        time.sleep(WATCHDOG_S)
+
+
+def _start_watchdog(parent: int) -> None:
+    threading.Thread(target=_exit_with_parent, args=(parent,), name="prunebench-watchdog", daemon=True).start()
+
+
 class PoolExecutor:
-    """A local pool of `workers` processes (spawn context: no forked torch state)."""
+    """A local pool of `workers` processes (spawn context: no forked torch state).
+
+    Each worker watches its parent and exits within `WATCHDOG_S` once the parent has died.
+    """
 
     def __init__(self, workers: int) -> None:
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
-        self._pool = futures.ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+        self._pool = futures.ProcessPoolExecutor(
+            max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+            initializer=_start_watchdog, initargs=(os.getpid(),),
+        )  # fmt: skip
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> futures.Future:
         return self._pool.submit(fn, *args)
 
-    def wait(self, pending: Iterable[futures.Future]) -> set[futures.Future]:
-        done, _ = futures.wait(list(pending), return_when=futures.FIRST_COMPLETED)
+    def wait(self, pending: Iterable[futures.Future], timeout: float | None = None) -> set[futures.Future]:
+        done, _ = futures.wait(list(pending), timeout=timeout, return_when=futures.FIRST_COMPLETED)
         return set(done)
 
     def close(self) -> None:

@@ -20,11 +20,14 @@ pruning) appear once and list every method that uses them.
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from prunebench.errors import ConfigError
+from prunebench.experiment.baselines import BASELINE_KINDS, large_rewind_config, plan_baselines
 from prunebench.experiment.identity import derived_seed, non_default, stage_identity
+from prunebench.experiment.planned import planned_scratch_b
 from prunebench.experiment.preset import PRETRAINED_SOFT_LR, MethodConfig, Preset, load_preset
 from prunebench.experiment.resolve import ResolvedMethod, data_fingerprint, recipe_of, resolve_method
 from prunebench.measure import BudgetPolicy
@@ -35,11 +38,13 @@ KINDS = {
     "soft_train": "soft-pruning training starting from the pretrained large model (SFP)",
     "prune": "prune the large model (and evaluate it without fine-tuning)",
     "finetune": "fine-tune the pruned model",
+    **BASELINE_KINDS,  # retraining-budget and random-selection baselines (experiment/baselines.py)
     "scratch_e": "train the pruned architecture from scratch, same epochs",
     "scratch_b": "train the pruned architecture from scratch, same compute",
     "uniform_scratch": "train a uniformly narrowed model of the same cost from scratch",
     "winning_ticket": "retrain the pruned model from the large model's own init",
     "random_ticket": "retrain the pruned model from a random init",
+    "imp_prune": "prune the previous round's trained winning ticket again (iterative magnitude pruning, reset to θ₀)",
     "uniform_sparse_scratch": "train the full model from scratch under random masks of the pruned model's density",
     "guided_scratch": "train a model with the pruned model's per-stage average widths from scratch",
     "guided_sparse_scratch": "train the full model from scratch under masks with the pruned model's per-stage sparsity",
@@ -53,6 +58,11 @@ _SEARCH_ARMS = {
 }
 
 
+def folder_label(label: str) -> str:
+    """A method label as it can stand in a folder name: `l1norm-50%` -> `l1norm-50`."""
+    return re.sub(r"[^A-Za-z0-9._+-]+", "-", label).strip("-.")[:40] or "method"
+
+
 @dataclass(frozen=True)
 class Stage:
     """One unit of work. `config` (hashed) decides the output; `payload` says how to run it."""
@@ -64,10 +74,17 @@ class Stage:
     upstream: dict[str, str]  # role -> stage id
     payload: dict[str, Any]
     methods: tuple[str, ...] = ()
+    # the folder an existing experiment recorded for this stage (`with_folders`); "" = a new stage
+    folder: str = ""
 
     @property
     def dirname(self) -> str:
-        return f"{self.kind}-{self.id[:12]}"
+        """`<kind>-<method label>-s<seed>-<id12>` (`shared` when several methods use the stage),
+        unless the store recorded another folder for it (an experiment started by an older version)."""
+        if self.folder:
+            return self.folder
+        label = folder_label(self.methods[0]) if len(self.methods) == 1 else "shared"
+        return f"{self.kind}-{label}-s{self.seed}-{self.id[:12]}"
 
     def describe(self) -> str:
         who = f" {'+'.join(self.methods)}" if self.methods else ""
@@ -123,8 +140,11 @@ def expand(preset: Preset, *, split_hash: str | None = None, source_split_hash: 
     source = _Source(b, source_split_hash) if "transferred_guided_scratch" in arms else None
     for m in preset.methods:
         r = resolve_method(preset, m)
+        imp = _imp_rounds(preset, m)
+        _check_reinit(preset, m, r)
         for seed in preset.seeds:
-            plain_cfg = {"model": r.plain_spec, "recipe": large_recipe, "large_training": {"kind": "plain"}}
+            rewind = large_rewind_config(preset)  # the epoch-t checkpoint of weight rewinding, when asked
+            plain_cfg = {"model": r.plain_spec, "recipe": large_recipe, "large_training": {"kind": "plain"}, **rewind}
             plain_payload = {"method": m.name, "options": m.options, "plain": True}
             if r.pretrained:  # SFP from a pretrained model: plain pretraining, then soft pruning
                 pre = b.add("train_large", seed, plain_cfg, {}, plain_payload, m.label)
@@ -140,13 +160,13 @@ def expand(preset: Preset, *, split_hash: str | None = None, source_split_hash: 
                 pre = large = b.add(
                     "train_large",
                     seed,
-                    {"model": r.large_spec, "recipe": large_recipe, "large_training": r.large_training},
+                    {"model": r.large_spec, "recipe": large_recipe, "large_training": r.large_training, **rewind},
                     {},
                     {"method": m.name, "options": m.options},
                     m.label,
                 )
                 b.link(m.label, "unpruned", large)
-                if "unpruned_plain" in arms and r.large_training["kind"] != "plain":  # methods.md §5.7
+                if "unpruned_plain" in arms and r.large_training["kind"] != "plain":  # docs/methods.md §5.7
                     plain = b.add("train_large", seed, plain_cfg, {}, plain_payload, m.label)
                     b.link(m.label, "unpruned_plain", plain, "unpruned")
             if arms <= {"unpruned", "unpruned_plain"}:
@@ -154,10 +174,10 @@ def expand(preset: Preset, *, split_hash: str | None = None, source_split_hash: 
             prune = b.add(
                 "prune",
                 seed,
-                {"method": m.name, "options": r.options},
+                {"method": m.name, "options": _first_round(r.options, imp), **_plugin(m.name)},
                 {"large": large},
-                {"method": m.name, "options": m.options, "bn_recal": "pruned_no_ft_bnrecal" in arms,
-                 "is_final": r.finetune is None},  # fmt: skip
+                {"method": m.name, "options": _first_round(m.options, imp), "bn_recal": "pruned_no_ft_bnrecal" in arms,
+                 "is_final": r.finetune is None, "precision": preset.large.precision},  # fmt: skip
                 m.label,
             )
             for arm in ("pruned_no_ft", "pruned_no_ft_bnrecal"):
@@ -170,7 +190,11 @@ def expand(preset: Preset, *, split_hash: str | None = None, source_split_hash: 
                     ft = b.add("finetune", seed, {"recipe": r.finetune, "method": m.name, "options": r.options},
                                {"pruned": prune}, {"method": m.name, "options": m.options}, m.label)  # fmt: skip
                     b.link(m.label, "finetuned", ft)
-            _scratch_arms(b, m, r, seed, prune, pre, large_recipe)
+            if imp:
+                _imp_chain(b, m, imp, seed, prune, pre, large_recipe)
+            else:
+                _scratch_arms(b, m, r, seed, prune, pre, large_recipe)
+            plan_baselines(b, m, r, seed, prune, large, large_recipe)
             if source is not None:
                 src_large, src_prune = source.stages(seed)
                 cfg = {"recipe": large_recipe, "init_seed": derived_seed(seed, "transferred_guided_scratch"),
@@ -178,7 +202,7 @@ def expand(preset: Preset, *, split_hash: str | None = None, source_split_hash: 
                 ups = {"pruned": prune, "large": pre, "source_pruned": src_prune, "source_large": src_large}
                 sid = b.add("transferred_guided_scratch", seed, cfg, ups, {}, m.label)
                 b.link(m.label, "transferred_guided_scratch", sid)
-    stages = sorted(b.stages.values(), key=lambda s: list(KINDS).index(s.kind))
+    stages = _upstream_first(sorted(b.stages.values(), key=lambda s: list(KINDS).index(s.kind)))
     order = {s.id: i for i, s in enumerate(stages)}
     links = sorted(b.links, key=lambda x: (order[x[2]], x[0], x[1]))
     return Plan(preset, stages, links)
@@ -222,6 +246,97 @@ class _Source:
         return large, prune
 
 
+def _upstream_first(stages: list[Stage]) -> list[Stage]:
+    """`stages` (in kind order) reordered only where a stage would precede its upstream (the
+    rounds of iterative magnitude pruning alternate prune and ticket stages): at each step the
+    first stage whose upstream is all placed.  An order that is already valid is kept as it is."""
+    placed: set[str] = set()
+    pending, out = list(stages), []
+    while pending:
+        i = next((i for i, s in enumerate(pending) if placed.issuperset(s.upstream.values())), 0)
+        stage = pending.pop(i)
+        placed.add(stage.id)
+        out.append(stage)
+    return out
+
+
+#: arms a Frankle & Carbin IMP method gives (each round's winning and random tickets)
+_IMP_ARMS = {"unpruned", "unpruned_plain", "winning_ticket", "random_ticket"}
+#: arms that build a freshly initialised model of the pruned architecture or mask
+_REINIT_ARMS = ("scratch_e", "scratch_b", "random_ticket")
+
+
+def _imp_rounds(preset: Preset, m: MethodConfig) -> int:
+    """Rounds of Frankle & Carbin's IMP (magnitude `iterative = "imp"`), 0 for every other method."""
+    opts = m.parsed
+    if opts is None or getattr(opts, "iterative", None) != "imp":
+        return 0
+    other = sorted(set(preset.arms) - _IMP_ARMS)
+    if other or not {"winning_ticket", "random_ticket"} & set(preset.arms):
+        raise ConfigError(
+            f"{preset.file}: method {m.label!r}: iterative = 'imp' gives each round's winning_ticket/random_ticket "
+            f"arms only{'; not ' + ', '.join(other) if other else ''} (use a one-shot entry at the same ratio for those)"
+        )
+    return int(opts.iterative_rounds)
+
+
+def _first_round(options: dict[str, Any], imp: int) -> dict[str, Any]:
+    """IMP's first round is one-shot pruning at `ratio`: its prune stage (and tickets) are those of
+    a one-shot entry of the same ratio, shared with it."""
+    if not imp:
+        return options
+    from prunebench.prune.magnitude import ROUND_OPTIONS
+
+    return {k: v for k, v in options.items() if k not in ROUND_OPTIONS}
+
+
+def _check_reinit(preset: Preset, m: MethodConfig, r: ResolvedMethod) -> None:
+    """`scratch_reinit = "dense"` redraws masked weights; a physically pruned model has none."""
+    if preset.scratch_reinit == "sparse" or r.style == "mask" or getattr(m.parsed, "mask_form", False):
+        return
+    arms = [a for a in _REINIT_ARMS if a in preset.arms]
+    if arms:
+        raise ConfigError(
+            f"{preset.file}: arms.scratch_reinit: 'dense' re-initialises masked weights only, but method {m.label!r} "
+            f"prunes physically ({', '.join(arms)} rebuild its spec); for structured tickets use l1norm's mask_form = true"
+        )
+
+
+def _imp_chain(b: _Builder, m: MethodConfig, rounds: int, seed: int, first: str, large: str, recipe: dict[str, Any]) -> None:
+    """Frankle & Carbin's IMP, one stage per step so every round resumes: round 1 is `first` (one-shot
+    pruning of the large model, at `ratio`); round k >= 2 (`imp_prune`) prunes `ratio` of the survivors
+    by the magnitudes of round k-1's trained winning ticket, per ticket LR.  Every round's winning
+    ticket (θ₀ under its mask) and random ticket train at each LR; the labels are `<label>-r<k>`."""
+    p = b.preset
+    for lr in p.lottery_lrs:
+        prune, winning = first, ""
+        for k in range(1, rounds + 1):
+            label = f"{m.label}-r{k}"
+            if k > 1:
+                cfg = {"method": m.name, "options": non_default(m.parsed), "round": k, "lr": lr}
+                ups = {"large": large, "previous": prune, "trained": winning}
+                prune = b.add("imp_prune", seed, cfg, ups, {"method": m.name, "options": m.options, "lr": lr}, label)
+            b.link(label, "unpruned", large)
+            for kind in ("winning_ticket", "random_ticket"):
+                if kind not in p.arms and not (kind == "winning_ticket" and k < rounds):
+                    continue  # a winning ticket that is not an arm still trains: the next round prunes it
+                cfg = {"recipe": {**recipe, "lr": lr}, "reinit": p.scratch_reinit, "init_seed": derived_seed(seed, kind)}
+                sid = b.add(kind, seed, cfg, {"pruned": prune, "large": large}, {"lr": lr}, label)
+                if kind in p.arms:
+                    b.link(label, f"{kind}_lr{lr:g}", sid)
+                if kind == "winning_ticket":
+                    winning = sid
+
+
+def _plugin(method: str) -> dict[str, str]:
+    """A third-party method's distribution and version, for its pruning stage's identity (a new
+    release of the plugin is new code, as a new prunebench is); nothing for built-in methods."""
+    from prunebench.prune.registry import method_origin
+
+    origin = method_origin(method)
+    return {"plugin": origin} if origin else {}
+
+
 def _soft_recipe(preset: Preset) -> dict[str, Any]:
     """The soft-pruning recipe after pretraining: the preset's, else the large one at the pretrained LR."""
     soft = preset.soft_from_pretrained or dataclasses.replace(preset.large, lr=PRETRAINED_SOFT_LR)
@@ -238,6 +353,11 @@ def _scratch_arms(b: _Builder, m: MethodConfig, r: ResolvedMethod, seed: int, pr
         b.link(m.label, "scratch_e", b.add("scratch_e", seed, cfg, {"pruned": prune}, {}, m.label))
     if "scratch_b" in p.arms:
         budget = dataclasses.asdict(p.budget)
+        if budget["flops_rule"] == "soft_zeroed" and r.large_training["kind"] != "soft":
+            raise ConfigError(
+                f"{p.file}: budget.flops_rule: 'soft_zeroed' counts a soft-zeroed model, which method "
+                f"{m.label!r} ({m.name}) does not train; use 'pruned'"
+            )
         # SFP from a pretrained model: pretraining + soft pruning (200 + 200 for the CIFAR recipe)
         soft = _soft_recipe(p)["epochs"] if r.pretrained else 0
         budget["base_epochs"] = (budget["base_epochs"] or recipe["epochs"]) + soft
@@ -266,9 +386,37 @@ def _scratch_arms(b: _Builder, m: MethodConfig, r: ResolvedMethod, seed: int, pr
         b.link(m.label, arm, b.add(arm, seed, cfg, {"pruned": prune, "large": large}, {}, m.label))
 
 
-def format_plan(plan: Plan) -> str:
-    """The dry run: every stage with its upstream, and the stage counts per kind."""
+def stage_recipe(stage: Stage) -> Any | None:
+    """The `Recipe` a training stage runs (a Scratch-B stage: the large recipe its budget stretches);
+    None for stages that do not train (pruning)."""
+    raw = stage.config.get("recipe")
+    if raw is None:
+        return None
+    recipe = recipe_of(raw)
+    if stage.kind in ("winning_ticket", "random_ticket"):
+        from prunebench.prune.lottery import lottery_recipe  # the ticket's own schedule, as the stage runs it
+
+        recipe = lottery_recipe(recipe, stage.payload["lr"])
+    return recipe
+
+
+def recipe_text(recipe: Any) -> str:
+    """`4 epochs, lr 0.05, LR x0.1 at epochs 2, 3, batch 64` (0-based epochs)."""
+    if recipe.milestones:
+        mults = recipe.lr_multipliers or (recipe.gamma,) * len(recipe.milestones)
+        steps = ", ".join(f"x{m:g} at {e}" for e, m in zip(recipe.milestones, mults))
+        schedule = f"LR {steps}" if len(set(mults)) > 1 else f"LR x{mults[0]:g} at epochs {', '.join(map(str, recipe.milestones))}"
+    else:
+        schedule = "constant LR"
+    return f"{recipe.epochs} epochs, lr {recipe.lr:g}, {schedule}, batch {recipe.batch_size}"
+
+
+def format_plan(plan: Plan, status: dict[str, str] | None = None, note: str | None = None) -> str:
+    """The dry run: every stage with its folder, its recipe (Scratch-B: its budget), its upstream and,
+    for an existing experiment folder, its `status`; then the stage counts per kind. `note` says
+    why the ids may differ from the run's."""
     p = plan.preset
+    status = status or {}
     lines = [f"preset {p.name} ({p.file}): {p.description}".rstrip(": ")]
     lines.append(f"data {p.data.name}, model {p.model.variant} x{p.model.width_mult:g}, seeds {list(p.seeds)}")
     lines.append(f"methods: {', '.join(f'{m.label} ({m.name})' for m in p.methods)}; arms: {', '.join(p.arms)}")
@@ -277,15 +425,28 @@ def format_plan(plan: Plan) -> str:
     if p.transfer is not None:
         lines.append(f"transferred patterns: {p.transfer.method} of preset {p.transfer.source} (its stages are upstream)")
     short = {s.id: s.dirname for s in plan.stages}
+    budgets = planned_scratch_b(plan)
     for i, s in enumerate(plan.stages, 1):
         ups = ", ".join(f"{role}={short[u]}" for role, u in s.upstream.items())
         tail = f"  <- {ups}" if ups else ""
-        note = "  [not supported yet]" if p.unsupported else ""
-        lines.append(f"  {i:3d}. {s.dirname}  {s.describe()}{tail}{note}")
+        stub = "  [not supported yet]" if p.unsupported else ""
+        state = f"  [{status[s.id]}]" if s.id in status else ""
+        lines.append(f"  {i:3d}. {s.dirname}  {s.describe()}{tail}{stub}{state}")
+        recipe = stage_recipe(s)
+        if recipe is not None:
+            base = " (the large recipe; the budget below sets the epochs)" if s.kind == "scratch_b" else ""
+            lines.append(f"         recipe: {recipe_text(recipe)}{base}")
+        if s.id in budgets:  # Scratch-B: the epochs the budget rule gives, when known before pruning
+            lines.append(f"         {budgets[s.id]}")
     counts: dict[str, int] = {}
     for s in plan.stages:
         counts[s.kind] = counts.get(s.kind, 0) + 1
     lines.append(f"{len(plan.stages)} stages: " + ", ".join(f"{k} {n}" for k, n in counts.items()))
-    for note in p.notes:
+    if status:
+        done = sum(1 for st in status.values() if st == "done")
+        lines.append(f"already in the experiment folder: {len(status)} of these stages, {done} done")
+    for line in p.notes:
+        lines.append(f"note: {line}")
+    if note:
         lines.append(f"note: {note}")
     return "\n".join(lines)

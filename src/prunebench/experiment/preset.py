@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from prunebench.errors import ConfigError, PrunebenchError
+from prunebench.limits import MAX_SEED, MAX_SEEDS, MAX_WIDTH_MULT, int_error, value_error
 
 #: Arms a preset can switch on; the order is the report's column order.
 ARMS = (
@@ -27,12 +29,17 @@ ARMS = (
     "pruned_no_ft",
     "pruned_no_ft_bnrecal",
     "finetuned",
+    # retraining-budget and selection baselines (experiment/baselines.py), from the pruned model
+    "finetune_long",  # fine-tuned for the Scratch-E epochs
+    "lr_rewind",  # retrained with the large recipe's LR schedule from arms.rewind_epoch
+    "weight_rewind",  # surviving weights reset to epoch rewind_epoch of the large run, then as lr_rewind
+    "random_layerwise",  # random channels/weights at the method's per-layer amounts, fine-tuned
     "scratch_e",
     "scratch_b",
     "uniform_scratch",
     "winning_ticket",
     "random_ticket",
-    # architecture-search baselines (methods.md §10), trained from scratch only
+    # architecture-search baselines (docs/methods.md §10), trained from scratch only
     "uniform_sparse_scratch",  # mask methods: uniform density equal to the pruned model's
     "guided_scratch",  # structured methods: per-stage average widths of the pruned model
     "guided_sparse_scratch",  # mask methods: per-stage density and 3x3 keep maps
@@ -69,6 +76,9 @@ class MethodConfig:
     label: str
     options: dict[str, Any]
     parsed: Any = field(compare=False, repr=False)
+    # one point of a trade-off curve (`amounts = [...]` in the preset): the entry's own label and amount
+    curve: str | None = None
+    amount: float | None = None
 
 
 @dataclass(frozen=True)
@@ -97,6 +107,14 @@ class BudgetConfig:
     base_epochs: int | None = None  # None = the large recipe's epochs
     fixed_first_epochs: int = 0
     milestone_rule: str = "fraction"  # see `prunebench.measure.BudgetPolicy`
+    flops_rule: str = "pruned"  # "soft_zeroed": the SFP reference's count (`BudgetPolicy.flops_rule`)
+
+
+@dataclass(frozen=True)
+class CompareConfig:
+    """How arms are judged against fine-tuned: the equivalence margin, in accuracy points."""
+
+    margin: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -130,14 +148,18 @@ class Preset:
     # None = the large recipe at `PRETRAINED_SOFT_LR`
     soft_from_pretrained: RecipeConfig | None = None
     transfer: TransferConfig | None = None
+    rewind_epoch: int = 0  # arms.rewind_epoch: where LR / weight rewinding start in the large schedule
+    compare: CompareConfig = CompareConfig()
 
     def with_seeds(self, n: int) -> Preset:
         """The first `n` seeds, extended with consecutive integers when `n` exceeds the list."""
-        if n < 1:
-            raise ConfigError(f"--seeds must be at least 1, got {n}")
+        if not 1 <= n <= MAX_SEEDS:
+            raise ConfigError(f"--seeds must be in [1, {MAX_SEEDS}], got {n}")
         seeds = list(self.seeds[:n])
         while len(seeds) < n:
             seeds.append(max(seeds, default=-1) + 1)
+        if seeds[-1] > MAX_SEED:
+            raise ConfigError(f"--seeds {n}: the added seeds would pass the largest seed, {MAX_SEED}")
         return dataclasses.replace(self, seeds=tuple(seeds))
 
 
@@ -145,6 +167,10 @@ class Preset:
 
 Check = Callable[[Any, str], Any]
 _REQUIRED = object()
+#: Preset names: no separators, no "..", nothing a shell or file system treats specially.
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,99}")
+#: A preset file larger than this is not a preset (the largest shipped one is a few KiB).
+MAX_PRESET_BYTES = 1 << 20
 
 
 def _show(v: Any) -> str:
@@ -206,6 +232,27 @@ class _Reader:
             raise self.fail(path, f"expected a positive integer, got {v}")
         return v
 
+    def bounded(self, kind: str) -> Check:
+        """An integer within `prunebench.limits.INT_KINDS[kind]` (seeds, epochs, batch sizes)."""
+
+        def check(v: Any, path: str) -> int:
+            why = int_error(self.int_(v, path), kind)
+            if why:
+                raise self.fail(path, why)
+            return int(v)
+
+        return check
+
+    def name_(self, v: Any, path: str) -> str:
+        """A name that is also a safe folder name: it decides `runs/<name>` when --out is omitted."""
+        v = self.str_(v, path)
+        if not _SAFE_NAME.fullmatch(v) or v.strip(".") == "":
+            raise self.fail(
+                path, f"{_show(v)} cannot be a folder name; use letters, digits, '.', '_', '+' and '-' "
+                "(first a letter or digit, at most 100 characters)"
+            )  # fmt: skip
+        return v
+
     def num(self, v: Any, path: str) -> float:
         if isinstance(v, bool) or not isinstance(v, int | float):
             raise self.fail(path, f"expected a number, got {_show(v)}")
@@ -257,7 +304,7 @@ def _data(r: _Reader, raw: Any) -> DataConfig:
         val_size=r.get(t, "val_size", "data", r.nonneg_int, 0),
         train_subset=r.get(t, "train_subset", "data", r.pos_int, None),
         test_subset=r.get(t, "test_subset", "data", r.pos_int, None),
-        split_seed=r.get(t, "split_seed", "data", r.nonneg_int, 0),
+        split_seed=r.get(t, "split_seed", "data", r.bounded("seed"), 0),
         normalisation=r.get(t, "normalisation", "data", r.str_, None),
     )
 
@@ -266,7 +313,7 @@ def _model(r: _Reader, raw: Any) -> ModelConfig:
     t = r.table(raw, "model", {"variant", "width_mult", "options"})
     return ModelConfig(
         variant=r.get(t, "variant", "model", r.str_),
-        width_mult=r.get(t, "width_mult", "model", r.pos_num, 1.0),
+        width_mult=r.get(t, "width_mult", "model", _width_mult(r), 1.0),
         options=dict(r.get(t, "options", "model", r.any_table, {})),
     )
 
@@ -278,7 +325,7 @@ def _recipe(r: _Reader, raw: Any, path: str, inherit: RecipeConfig | None = None
     }  # fmt: skip
     t = r.table(raw, path, keys)
     base = inherit or RecipeConfig(epochs=1, lr=0.1)
-    epochs = r.get(t, "epochs", path, r.pos_int)
+    epochs = r.get(t, "epochs", path, r.bounded("epochs"))
     if "milestones" in t and "milestone_fractions" in t:
         raise r.fail(f"{path}.milestones", "give milestones or milestone_fractions, not both")
     milestones: tuple[int, ...] = r.get(t, "milestones", path, r.list_of(r.pos_int), ())
@@ -291,19 +338,25 @@ def _recipe(r: _Reader, raw: Any, path: str, inherit: RecipeConfig | None = None
             return f
 
         fractions = r.get(t, "milestone_fractions", path, r.list_of(fraction))
-        milestones = tuple(int(f * epochs) for f in fractions)
+        from prunebench.train.recipe import fraction_milestones  # a short run drops milestones at epoch 0
+
+        kept = fraction_milestones(epochs, fractions)
+        milestones = tuple(kept.values())
     if list(milestones) != sorted(milestones):
         raise r.fail(f"{path}.milestones", f"must be increasing, got {list(milestones)}")
     multipliers = r.get(t, "lr_multipliers", path, r.list_of(r.pos_num), None)
-    if multipliers is not None and len(multipliers) != len(milestones):
-        raise r.fail(f"{path}.lr_multipliers", f"expected {len(milestones)} values (one per milestone), got {len(multipliers)}")
+    wanted = len(fractions) if "milestone_fractions" in t else len(milestones)
+    if multipliers is not None and len(multipliers) != wanted:
+        raise r.fail(f"{path}.lr_multipliers", f"expected {wanted} values (one per milestone), got {len(multipliers)}")
+    if multipliers is not None and "milestone_fractions" in t:
+        multipliers = tuple(multipliers[i] for i in kept)
     recipe = RecipeConfig(
         epochs=epochs,
         lr=r.get(t, "lr", path, r.pos_num),
         milestones=milestones,
         gamma=r.get(t, "gamma", path, r.pos_num, base.gamma),
         lr_multipliers=multipliers,
-        batch_size=r.get(t, "batch_size", path, r.pos_int, base.batch_size),
+        batch_size=r.get(t, "batch_size", path, r.bounded("batch_size"), base.batch_size),
         momentum=r.get(t, "momentum", path, r.num, base.momentum),
         nesterov=r.get(t, "nesterov", path, r.bool_, base.nesterov),
         weight_decay=r.get(t, "weight_decay", path, r.num, base.weight_decay),
@@ -323,11 +376,17 @@ def _methods(r: _Reader, raw: Any, check_options: bool) -> tuple[MethodConfig, .
     out: list[MethodConfig] = []
     for i, item in enumerate(items):
         path = f"methods[{i}]"
-        t = r.table(item, path, {"name", "label", "options"})
+        t = r.table(item, path, {"name", "label", "options", "amounts", "amount_option"})
         name = r.get(t, "name", path, r.str_)
         options = r.get(t, "options", path, r.any_table, {})
+        label = r.get(t, "label", path, r.str_, name)
+        if "amounts" in t:  # a trade-off curve: one method entry per amount
+            out += _curve_entries(r, t, path, name, label, dict(options), check_options)
+            continue
+        if "amount_option" in t:
+            raise r.fail(f"{path}.amount_option", "goes with amounts = [...]")
         parsed = _parse_options(r, name, dict(options), path) if check_options else None
-        out.append(MethodConfig(name=name, label=r.get(t, "label", path, r.str_, name), options=dict(options), parsed=parsed))
+        out.append(MethodConfig(name=name, label=label, options=dict(options), parsed=parsed))
     labels = [m.label for m in out]
     dup = sorted({x for x in labels if labels.count(x) > 1})
     if dup:
@@ -342,7 +401,7 @@ def _parse_options(r: _Reader, name: str, options: dict[str, Any], path: str) ->
         method = get_method(name)
     except PrunebenchError as e:
         raise r.fail(f"{path}.name", str(e)) from None
-    known = {f.name for f in dataclasses.fields(method.Options)}
+    known = {f.name for f in dataclasses.fields(method.Options)} | set(method.aliases)  # old names accepted
     for key in options:  # name the offending key in the path; the method checks the values
         if key not in known:
             raise r.fail(f"{path}.options.{key}", f"unknown option of {name!r}; known: {', '.join(sorted(known)) or 'none'}")
@@ -353,7 +412,7 @@ def _parse_options(r: _Reader, name: str, options: dict[str, Any], path: str) ->
 
 
 def _arms(r: _Reader, raw: Any) -> tuple[tuple[str, ...], str]:
-    t = r.table(raw, "arms", set(ARMS) | {"scratch_reinit"})
+    t = r.table(raw, "arms", set(ARMS) | {"scratch_reinit", "rewind_epoch"})
     on = tuple(a for a in ARMS if r.get(t, a, "arms", r.bool_, False))
     if not on:
         raise r.fail("arms", "switch on at least one arm")
@@ -362,14 +421,79 @@ def _arms(r: _Reader, raw: Any) -> tuple[tuple[str, ...], str]:
 
 
 def _budget(r: _Reader, raw: Any) -> BudgetConfig:
-    t = r.table(raw, "budget", {"kind", "cap", "base_epochs", "fixed_first_epochs", "milestone_rule"})
+    t = r.table(raw, "budget", {"kind", "cap", "base_epochs", "fixed_first_epochs", "milestone_rule", "flops_rule"})
     return BudgetConfig(
         kind=r.get(t, "kind", "budget", r.choice("paper", "incl_finetune"), "paper"),
         cap=r.get(t, "cap", "budget", r.pos_num, None),
-        base_epochs=r.get(t, "base_epochs", "budget", r.pos_int, None),
-        fixed_first_epochs=r.get(t, "fixed_first_epochs", "budget", r.nonneg_int, 0),
+        base_epochs=r.get(t, "base_epochs", "budget", r.bounded("epochs"), None),
+        fixed_first_epochs=r.get(t, "fixed_first_epochs", "budget", r.bounded("count"), 0),
         milestone_rule=r.get(t, "milestone_rule", "budget", r.choice("fraction", "step", "scale"), "fraction"),
+        flops_rule=r.get(t, "flops_rule", "budget", r.choice("pruned", "soft_zeroed"), "pruned"),
     )
+
+
+def _curve_entries(
+    r: _Reader, t: dict[str, Any], path: str, name: str, label: str, options: dict[str, Any], check: bool
+) -> list[MethodConfig]:
+    """`amounts = [...]`: one entry `<label>@<amount>` per amount, the amount set as the method's
+    `amount_option` (default: its `ratio`, else its `percent` option)."""
+    amounts = r.get(t, "amounts", path, r.list_of(r.pos_num, nonempty=True))
+    key = r.get(t, "amount_option", path, r.str_, None)
+    if key is None:
+        known = _option_names(r, name, path) if check else {"ratio"}
+        key = next((k for k in ("ratio", "percent") if k in known), None)
+        if key is None:
+            raise r.fail(f"{path}.amount_option", f"method {name!r} has no ratio or percent option; name the option the amounts set")
+    if key in options:
+        raise r.fail(f"{path}.options.{key}", "the amounts set this option; give it in amounts only")
+    if len(set(amounts)) != len(amounts):
+        raise r.fail(f"{path}.amounts", f"duplicate amounts in {list(amounts)}")
+    out = []
+    for i, amount in enumerate(amounts):
+        opts = {**options, key: amount}
+        parsed = _parse_options(r, name, opts, f"{path}.amounts[{i}]") if check else None
+        out.append(MethodConfig(name, f"{label}@{amount:g}", opts, parsed, curve=label, amount=amount))
+    return out
+
+
+def _option_names(r: _Reader, name: str, path: str) -> set[str]:
+    from prunebench.prune import get_method
+
+    try:
+        return {f.name for f in dataclasses.fields(get_method(name).Options)}
+    except PrunebenchError as e:
+        raise r.fail(f"{path}.name", str(e)) from None
+
+
+def _compare(r: _Reader, raw: Any) -> CompareConfig:
+    t = r.table(raw, "compare", {"margin"})
+    return CompareConfig(margin=r.get(t, "margin", "compare", r.pos_num, CompareConfig.margin))
+
+
+def _rewind_epoch(r: _Reader, arms: dict[str, Any], large: RecipeConfig) -> int:
+    epoch = r.get(arms, "rewind_epoch", "arms", r.nonneg_int, 0)
+    if epoch >= large.epochs:
+        raise r.fail("arms.rewind_epoch", f"must be below recipes.large.epochs ({large.epochs}), got {epoch}")
+    return epoch
+
+
+def _width_mult(r: _Reader) -> Check:
+    def check(v: Any, path: str) -> float:
+        f = r.pos_num(v, path)
+        if f > MAX_WIDTH_MULT:
+            raise r.fail(path, f"must be at most {MAX_WIDTH_MULT:g}, got {f:g}")
+        return f
+
+    return check
+
+
+def _seeds(r: _Reader, t: dict[str, Any]) -> tuple[int, ...]:
+    seeds: tuple[int, ...] = r.get(t, "seeds", "", r.list_of(r.bounded("seed"), nonempty=True))
+    if len(seeds) > MAX_SEEDS:
+        raise r.fail("seeds", f"at most {MAX_SEEDS} seeds, got {len(seeds)}")
+    if len(set(seeds)) != len(seeds):
+        raise r.fail("seeds", f"seeds must be distinct, got {list(seeds)[:10]}")
+    return seeds
 
 
 def _transfer(r: _Reader, raw: Any) -> TransferConfig | None:
@@ -382,7 +506,10 @@ def _transfer(r: _Reader, raw: Any) -> TransferConfig | None:
 def parse_preset(raw: dict[str, Any], file: str) -> Preset:
     """Validate a TOML document already read into `raw`; `file` labels the errors."""
     r = _Reader(file)
-    top = {"name", "description", "notes", "unsupported", "log_test_every_epoch", "weight_histograms", "seeds", "data", "model", "methods", "arms", "recipes", "budget", "transfer"}
+    bad = value_error(raw)  # NaN/inf, integers beyond 64 bits, absurd nesting: anywhere, options included
+    if bad:
+        raise r.fail(*bad)
+    top = {"name", "description", "notes", "unsupported", "log_test_every_epoch", "weight_histograms", "seeds", "data", "model", "methods", "arms", "recipes", "budget", "transfer", "compare"}
     t = r.table(raw, "", top)
     unsupported = r.get(t, "unsupported", "", r.str_, None)
     recipes = r.table(r.get(t, "recipes", "", r.raw), "recipes", {"large", "finetune", "lottery", "soft_from_pretrained"})
@@ -396,7 +523,7 @@ def parse_preset(raw: dict[str, Any], file: str) -> Preset:
     if ("transferred_guided_scratch" in arms) != (transfer is not None):
         raise r.fail("transfer", "the transferred_guided_scratch arm and a [transfer] table go together")
     return Preset(
-        name=r.get(t, "name", "", r.str_),
+        name=r.get(t, "name", "", r.name_),
         file=file,
         description=r.get(t, "description", "", r.str_, ""),
         data=_data(r, r.get(t, "data", "", r.raw)),
@@ -409,13 +536,15 @@ def parse_preset(raw: dict[str, Any], file: str) -> Preset:
         lottery_lrs=r.get(lottery, "lrs", "recipes.lottery", r.list_of(r.pos_num, nonempty=True), (0.1, 0.01)),
         scratch_reinit=reinit,
         budget=_budget(r, r.get(t, "budget", "", r.raw, {})),
-        seeds=r.get(t, "seeds", "", r.list_of(r.nonneg_int, nonempty=True)),
+        seeds=_seeds(r, t),
         notes=r.get(t, "notes", "", r.list_of(r.str_), ()),
         log_test_every_epoch=r.get(t, "log_test_every_epoch", "", r.bool_, True),
         weight_histograms=r.get(t, "weight_histograms", "", r.bool_, False),
         unsupported=unsupported,
         soft_from_pretrained=soft_recipe,
         transfer=transfer,
+        rewind_epoch=_rewind_epoch(r, t["arms"], large),
+        compare=_compare(r, t.get("compare", {})),
     )
 
 
@@ -428,8 +557,19 @@ def list_presets() -> list[str]:
     return sorted(p.stem for p in preset_dir().glob("*.toml"))
 
 
-def load_preset(path_or_name: str | Path) -> Preset:
-    """Load a preset from a TOML path, or a shipped one by bare name (`fmnist-l1`)."""
+def load_preset(path_or_name: str | Path, overrides: Sequence[str] = ()) -> Preset:
+    """Load a preset from a TOML path, or a shipped one by bare name (`fmnist-l1`); `overrides`
+    (`recipes.large.epochs=10`, see `overrides.apply_overrides`) edit it before it is validated."""
+    raw, label = read_preset(path_or_name)
+    if overrides:
+        from prunebench.experiment.overrides import apply_overrides
+
+        raw = apply_overrides(raw, overrides, label)
+    return parse_preset(raw, label)
+
+
+def read_preset(path_or_name: str | Path) -> tuple[dict[str, Any], str]:
+    """The raw TOML document of a preset file or shipped preset, and the label its errors use."""
     path = Path(path_or_name)
     label = str(path_or_name)
     if not path.is_file():
@@ -438,9 +578,20 @@ def load_preset(path_or_name: str | Path) -> Preset:
             raise ConfigError(f"no preset file or shipped preset named {label!r}; shipped: {', '.join(list_presets())}")
         path, label = shipped, f"presets/{shipped.name}"
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        size = path.stat().st_size
+        if size > MAX_PRESET_BYTES:  # checked before reading: a preset is a few KiB
+            raise ConfigError(f"{label}: {size:,} bytes is too large for a preset (at most {MAX_PRESET_BYTES:,})")
+        with path.open("rb") as f:
+            data = f.read(MAX_PRESET_BYTES + 1)  # a file growing (or a device) is still capped
+        if len(data) > MAX_PRESET_BYTES:
+            raise ConfigError(f"{label}: too large for a preset (at most {MAX_PRESET_BYTES:,} bytes)")
+        raw = tomllib.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{label}: not UTF-8 text (byte {e.start}); a preset is a UTF-8 TOML file") from None
+    except RecursionError:
+        raise ConfigError(f"{label}: nested too deeply to be a preset") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{label}: not valid TOML: {e}") from None
     except OSError as e:
         raise ConfigError(f"{label}: cannot read: {e.strerror}") from None
-    return parse_preset(raw, label)
+    return raw, label

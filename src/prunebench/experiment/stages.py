@@ -5,13 +5,20 @@ A stage reads its upstream stages' folders, works in its own folder
 its stored result when finished), then writes its results, per-epoch metrics and
 budget to the store and marks itself done, in that order.  A stage killed at any
 point is simply run again: every step before `mark_done` is idempotent.
+
+The runner claims a stage before handing it to a worker (`StageTask.claim`, the
+claim's token): the worker names itself in the claim, checks the upstream folders
+against their recorded checksums before reading them, and records its own
+outputs' checksums when it marks the stage done, only while the claim is its own.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import json
+import os
 import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,14 +28,19 @@ from typing import Any
 import torch
 from torch import nn
 
+from prunebench.experiment.baselines import RUNNERS as BASELINE_RUNNERS, rewind_callbacks
+from prunebench.errors import PrunebenchError
+from prunebench.experiment.claims import process_start
 from prunebench.experiment.identity import jsonable
 from prunebench.experiment.resolve import recipe_of
-from prunebench.experiment.store import BACKWARD_MULTIPLIER, Store
+from prunebench.experiment.store import BACKWARD_MULTIPLIER, ClaimLost, Store, StoreError
+from prunebench.experiment.verify import changed_output, hash_folder, model_digest, remove_transient
 from prunebench.models import attached_spec
 
 STAGES_DIR = "stages"
 PRUNED_DIR = "pruned"  # the prune stage's output checkpoint
 LATENCY_REPEATS = 10
+LATENCY_BUDGET_S = 0.3  # per measurement: a noisy one is flagged rather than timed for long
 
 
 @dataclass(frozen=True)
@@ -41,6 +53,8 @@ class StageTask:
     device: str | None = None
     threads: int | None = None
     test_every_epoch: bool = True  # the preset's log_test_every_epoch
+    claim: str | None = None  # the token of the runner's claim on this stage (None: unclaimed use)
+    data_dir: str | None = None  # searched first for the data files (`--data-dir`)
 
 
 @dataclass
@@ -61,14 +75,14 @@ class _Ctx:
 _SPLITS: dict[str, Any] = {}  # per process: every stage of an experiment shares one data set
 
 
-def load_splits(data: dict[str, Any]) -> Any:
+def load_splits(data: dict[str, Any], data_dir: str | os.PathLike[str] | None = None) -> Any:
     from prunebench.data import load
 
     key = json.dumps({k: v for k, v in data.items() if k not in ("split_hash", "mean", "std")}, sort_keys=True)
-    if key not in _SPLITS:
+    if key not in _SPLITS:  # where the files were found does not matter: their checksums are fixed
         splits = load(
             data["name"], val_size=data["val_size"], train_subset=data["train_subset"],
-            split_seed=data["split_seed"], norm=data["normalisation"],
+            split_seed=data["split_seed"], norm=data["normalisation"], data_dir=data_dir,
         )  # fmt: skip
         if data["test_subset"]:
             keep = balanced_head(splits.test_y, data["test_subset"])
@@ -95,19 +109,45 @@ def run_stage(task: StageTask) -> str:
     stage = task.stage
     store = Store.open(task.exp_dir)
     try:
-        store.mark_running(stage.id)
-        splits = load_splits(stage.config["data"])
+        if task.claim is not None:
+            store.attach_worker(stage.id, task.claim, os.getpid(), process_start(os.getpid()))
+        else:
+            store.mark_running(stage.id)
         out = Path(task.exp_dir) / STAGES_DIR / stage.dirname
+        remove_transient(out)  # under the claim, every temporary file here is a dead process's
+        inputs = _verified_upstream(task, store)
+        splits = load_splits(stage.config["data"], task.data_dir)
         out.mkdir(parents=True, exist_ok=True)
         ctx = _Ctx(task, store, splits, out)
         style, extra = _KINDS[stage.kind](ctx)
-        store.mark_done(stage.id, style=style, extra=extra)
+        store.mark_done(stage.id, style=style, extra=extra, token=task.claim, outputs=hash_folder(out), inputs=inputs)
         return stage.id
+    except (ClaimLost, StoreError):
+        raise  # not this process's stage any more, or nowhere to record anything
     except BaseException as e:
-        store.mark_failed(stage.id, "".join(traceback.format_exception(e))[-4000:])
+        with contextlib.suppress(StoreError):  # a full disk: the original error is the one to show
+            store.mark_failed(stage.id, "".join(traceback.format_exception(e))[-4000:], token=task.claim)
         raise
     finally:
         store.close()
+
+
+def _verified_upstream(task: StageTask, store: Store) -> dict[str, str]:
+    """Check each upstream folder against its recorded checksums before it is read; returns
+    upstream id -> digest of what is read (recorded with this stage: its inputs)."""
+    inputs = {}
+    for role, folder in task.upstream_dirs.items():
+        uid = task.stage.upstream[role]
+        recorded = store.outputs(uid)
+        if not recorded:  # finished before checksums were recorded: nothing to compare with
+            continue
+        problem = changed_output(Path(folder), recorded)
+        if problem:
+            raise PrunebenchError(
+                f"upstream stage {Path(folder).name} output changed since it finished ({problem}); rerun to recompute it"
+            )
+        inputs[uid] = model_digest(recorded)
+    return inputs
 
 
 # -- helpers --------------------------------------------------------------------------------
@@ -126,7 +166,7 @@ def _measure(model: nn.Module, masks: dict[str, torch.Tensor] | None) -> dict[st
 
     params = count_params(model, masks=masks)
     flops = count_flops(model, masks=masks)
-    latency = measure_latency(model, repeats=LATENCY_REPEATS, warmup=2)
+    latency = measure_latency(model, repeats=LATENCY_REPEATS, warmup=2, max_run_time=LATENCY_BUDGET_S)
     spec = attached_spec(model)
     densities = None
     if masks:
@@ -138,7 +178,9 @@ def _measure(model: nn.Module, masks: dict[str, torch.Tensor] | None) -> dict[st
         # "<mode> counter v<version> at <input shape>": the report shows the mode in each cell
         "flops_mode": f"{flops.mode}{'-sparse' if flops.sparse else ''} counter v{flops.counter_version} at {'x'.join(map(str, flops.input_shape))}",
         "latency_ms": latency.median_ms,
-        "arch": {"spec": spec.to_dict(), "widths": jsonable(spec.widths()), "densities": densities},
+        "arch": {"spec": spec.to_dict(), "widths": jsonable(spec.widths()), "densities": densities,
+                 # masked models run dense here: their latency is the dense network's (no sparse speed-up)
+                 "latency": {**latency.to_dict(), "dense": bool(masks)}},
     }
 
 
@@ -206,7 +248,7 @@ def _train_large(ctx: _Ctx) -> tuple[str, dict[str, Any]]:
     seed_everything(ctx.stage.seed)  # before building anything: the init is part of the seed
     model = spec.build()
     plain = ctx.stage.config["large_training"]["kind"] == "plain"
-    callbacks = [SaveInitCallback(), *([] if plain else method.large_training(opts, spec))]
+    callbacks = [SaveInitCallback(), *rewind_callbacks(ctx.stage.config), *([] if plain else method.large_training(opts, spec))]
     recipe = recipe_of(ctx.stage.config["recipe"])
     result = _train(ctx, model, recipe, seed=ctx.stage.seed, callbacks=callbacks)
     _record_training(ctx, "unpruned", model, None, result, recipe, 1.0)
@@ -237,6 +279,9 @@ def _prune(ctx: _Ctx) -> tuple[str, dict[str, Any]]:
     if not (out / "spec.json").exists():  # a killed run may have saved it already
         large, _, _ = load_model(ctx.up("large") / "final")
         method, opts = _method(stage)
+        # training inside prune() runs at the experiment's precision, in this stage's folder (resumable)
+        method.inner_precision = stage.payload.get("precision", method.inner_precision)
+        method.work_dir = ctx.out / "inner"
         seed_everything(stage.seed)
         res = method.prune(large, ctx.splits, opts, seed=stage.seed)
         meta = {
@@ -292,19 +337,24 @@ def _scratch_e(ctx: _Ctx) -> tuple[str, dict[str, Any]]:
     return _scratch(ctx, "scratch_e", recipe_of(ctx.stage.config["recipe"]))
 
 
-def scratch_b_recipe(large_dir: Path, pruned: nn.Module, masks: Any, config: dict[str, Any]) -> tuple[Any, Any]:
-    """The Scratch-B recipe: the large recipe stretched by the reference-mode FLOPs ratio."""
-    from prunebench.measure import BudgetPolicy, flops_ratio, scratch_b_budget
+def scratch_b_recipe(
+    large_dir: Path, pruned: nn.Module, masks: Any, config: dict[str, Any], prune_info: dict[str, Any] | None = None
+) -> tuple[Any, Any]:
+    """The Scratch-B recipe: the large recipe stretched by the reference-mode FLOPs ratio, counted on the
+    model the policy's `flops_rule` names (`prune_info` of the pruning run: SFP's zeroed counts)."""
+    from prunebench.measure import BudgetPolicy, budget_flops_ratio, scratch_b_budget
 
     base = recipe_of(config["recipe"])
-    ratio = flops_ratio(_large_model(large_dir), pruned, masks)
-    budget = scratch_b_budget(base.epochs, base.milestones, ratio, BudgetPolicy(**config["budget"]))
+    policy = BudgetPolicy(**config["budget"])
+    zeroed = (prune_info or {}).get("zeroed_counts")
+    ratio = budget_flops_ratio(_large_model(large_dir), pruned, masks, policy.flops_rule, zeroed)
+    budget = scratch_b_budget(base.epochs, base.milestones, ratio, policy)
     return base.replace(epochs=budget.epochs, milestones=budget.milestones), budget
 
 
 def _scratch_b(ctx: _Ctx) -> tuple[str, dict[str, Any]]:
-    pruned, masks, _ = _load_pruned(ctx)
-    recipe, budget = scratch_b_recipe(ctx.up("large"), pruned, masks, ctx.stage.config)
+    pruned, masks, meta = _load_pruned(ctx)
+    recipe, budget = scratch_b_recipe(ctx.up("large"), pruned, masks, ctx.stage.config, meta.get("info"))
     policy = {**dataclasses.asdict(budget.policy), "capped": budget.capped}
     return _scratch(ctx, "scratch_b", recipe, flops_ratio=budget.ratio, policy=policy)
 
@@ -334,7 +384,7 @@ def conv_density(masks: dict[str, torch.Tensor] | None) -> float:
 
 
 def _search_arm(ctx: _Ctx) -> tuple[str, dict[str, Any]]:
-    """The architecture-search arms (methods.md §10), freshly initialised and trained with the
+    """The architecture-search arms (docs/methods.md §10), freshly initialised and trained with the
     Scratch-E recipe.  uniform_sparse: random masks at the pruned model's conv density.  guided(_sparse):
     the pruned model's per-stage widths (sized to its parameters) or per-stage densities and 3x3 maps.
     transferred_guided: the same, with the pattern of the transfer source's pruned model."""
@@ -409,6 +459,27 @@ def _ticket(ctx: _Ctx) -> tuple[str, dict[str, Any]]:
     return _style(masks), {"paired_prune": ctx.stage.upstream["pruned"], "lr": lr}
 
 
+def _imp_prune(ctx: _Ctx) -> tuple[str, dict[str, Any]]:
+    """A round k >= 2 of iterative magnitude pruning with reset: prune `ratio` of the survivors of
+    round k-1's mask by the magnitudes of round k-1's trained winning ticket.  Writes the mask
+    checkpoint the round's tickets read, like a prune stage (the reset to θ₀ is the winning ticket)."""
+    from prunebench.measure import flops_ratio
+    from prunebench.prune.magnitude import imp_round
+    from prunebench.train import load_model, save_model
+
+    out = ctx.out / PRUNED_DIR
+    if not (out / "spec.json").exists():  # a killed run may have saved it already
+        _, opts = _method(ctx.stage)
+        trained, _, _ = load_model(ctx.up("trained") / "final")
+        _, masks, _ = load_model(ctx.up("previous") / PRUNED_DIR)
+        res = imp_round(trained, masks or {}, opts)
+        meta = {"kept": None, "info": jsonable({**res.info, "round": ctx.stage.config["round"]}), "style": "mask",
+                "flops_ratio": flops_ratio(_large_model(ctx.up("large")), res.model, res.masks)}  # fmt: skip
+        save_model(out, res.model, masks=res.masks, meta=meta)
+    _, _, meta = load_model(out)
+    return "mask", {"prune_info": (meta or {}).get("info"), "round": ctx.stage.config["round"]}
+
+
 _KINDS = {
     "train_large": _train_large,
     "soft_train": _soft_train,
@@ -419,8 +490,10 @@ _KINDS = {
     "uniform_scratch": _uniform,
     "winning_ticket": _ticket,
     "random_ticket": _ticket,
+    "imp_prune": _imp_prune,
     "uniform_sparse_scratch": _search_arm,
     "guided_scratch": _search_arm,
     "guided_sparse_scratch": _search_arm,
     "transferred_guided_scratch": _search_arm,
+    **BASELINE_RUNNERS,  # experiment/baselines.py (its run functions call back into this module)
 }

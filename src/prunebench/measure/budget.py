@@ -1,4 +1,4 @@
-"""Scratch-B training budgets (protocol.md §5): the one rule used everywhere.
+"""Scratch-B training budgets (docs/protocol.md §5): the one rule used everywhere.
 
 Scratch-E reuses the large model's schedule unchanged.  Scratch-B trains for
 E_B = int(base · r) epochs (r = FLOPs(large) / FLOPs(pruned), reference
@@ -13,10 +13,16 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import torch
+from torch import nn
+
 from prunebench.errors import ConfigError
+from prunebench.measure.flops import flops_ratio
 
 KINDS = ("paper", "incl_finetune")
 MILESTONE_RULES = ("fraction", "step", "scale")
+#: which model FLOPs(pruned) is counted on (see `BudgetPolicy.flops_rule`)
+FLOPS_RULES = ("pruned", "soft_zeroed")
 
 
 @dataclass(frozen=True)
@@ -40,6 +46,16 @@ class BudgetPolicy:
         "scale"    -- each is multiplied by r, int(m·r) (SSS: int(30r), int(60r),
                       int(90r); with base_epochs=400 it is also the SFP
                       reference's mixed 400-epoch compat schedule).
+    flops_rule: which model the FLOPs ratio r = FLOPs(large) / FLOPs(pruned) counts:
+        "pruned"      -- the pruned model as deployed (physically smaller; masks counted
+                         sparse).  For SFP this is the hard-pruned model: a block's first
+                         conv loses its zeroed filters *and* the next conv its input slices.
+        "soft_zeroed" -- the reference's count for SFP (the E7 presets): the soft-zeroed
+                         *full* model, where only the zeroed filters' own weights are
+                         sparse and the next layer's input slices stay dense (at keep 0.7 on
+                         CIFAR ResNets r ≈ 1.60 instead of ≈ 1.38).  Only methods that
+                         soft-zero filters (SFP: ``info["zeroed_counts"]``) can use it.
+        Every Scratch-B run records its rule in its budget's ``policy``.
     """
 
     kind: str = "paper"
@@ -48,8 +64,11 @@ class BudgetPolicy:
     finetune_epochs: int = 0
     fixed_first_epochs: int = 0
     milestone_rule: str = "fraction"
+    flops_rule: str = "pruned"
 
     def __post_init__(self) -> None:
+        if self.flops_rule not in FLOPS_RULES:
+            raise ConfigError(f"unknown budget flops_rule {self.flops_rule!r}; choose one of: {', '.join(FLOPS_RULES)}")
         if self.kind not in KINDS:
             raise ConfigError(f"unknown budget kind {self.kind!r}; choose one of: {', '.join(KINDS)}")
         if self.milestone_rule not in MILESTONE_RULES:
@@ -110,6 +129,44 @@ def scratch_b_budget(
     else:
         new = tuple(move(m) for m in milestones)
     return Budget(epochs=epochs, milestones=new, ratio=r, capped=capped, policy=policy)
+
+
+def budget_flops_ratio(
+    large: nn.Module,
+    pruned: nn.Module,
+    masks: dict[str, torch.Tensor] | None,
+    rule: str = "pruned",
+    zeroed_counts: dict[str, int] | None = None,
+) -> float:
+    """The Scratch-B FLOPs ratio by `rule` (see `BudgetPolicy.flops_rule`), reference counter.
+
+    "pruned": FLOPs(large) / FLOPs(pruned, sparse where `masks` are given).
+    "soft_zeroed": FLOPs(large) / FLOPs(large with `zeroed_counts[conv]` filters of each conv
+    zeroed, sparse); which filters does not matter, only how many.
+    """
+    if rule not in FLOPS_RULES:
+        raise ConfigError(f"unknown budget flops_rule {rule!r}; choose one of: {', '.join(FLOPS_RULES)}")
+    if rule == "pruned":
+        return flops_ratio(large, pruned, masks)
+    if not zeroed_counts:
+        raise ConfigError(
+            "budget flops_rule 'soft_zeroed' counts a soft-zeroed model; this pruning run zeroed no filters "
+            "(only soft filter pruning, 'sfp', records them): use flops_rule = 'pruned'"
+        )
+    return flops_ratio(large, large, zeroed_filter_masks(large, zeroed_counts))
+
+
+def zeroed_filter_masks(model: nn.Module, zeroed_counts: dict[str, int]) -> dict[str, torch.Tensor]:
+    """Masks of `model` with the first `count` filters of each named conv off (a soft-zeroed model's shape)."""
+    masks = {}
+    for name, count in zeroed_counts.items():
+        weight = model.get_parameter(f"{name}.weight")
+        if not 0 <= count <= weight.shape[0]:
+            raise ConfigError(f"{name}: cannot zero {count} of {weight.shape[0]} filters")
+        mask = torch.ones_like(weight, dtype=torch.bool)
+        mask[:count] = False
+        masks[f"{name}.weight"] = mask
+    return masks
 
 
 def standard_schedule(dataset: str, epochs: int | None = None) -> tuple[int, tuple[int, ...], BudgetPolicy]:

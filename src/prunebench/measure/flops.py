@@ -1,4 +1,4 @@
-"""Per-image forward FLOPs, by two rules (protocol.md §6).
+"""Per-image forward FLOPs, by two rules (docs/protocol.md §6).
 
 reference: forward hooks on modules, exactly the rule of the paper's counter,
     which Scratch-B budgets depend on.  Multiplies and adds count separately;

@@ -1,4 +1,4 @@
-"""DenseNet with channel selection (protocol.md §3.7-§3.8, methods.md §5.4).
+"""DenseNet with channel selection (docs/protocol.md §3.7-§3.8, docs/methods.md §5.4).
 
 Every BN (dense layer, transition, final) is followed by a selection layer, so
 pruning changes what a layer reads, never a conv's output width.  The

@@ -1,4 +1,4 @@
-"""Initialisation conventions (protocol.md §3, methods.md §1.6) as explicit spec fields."""
+"""Initialisation conventions (docs/protocol.md §3, docs/methods.md §1.6) as explicit spec fields."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Pre-activation ResNet with channel selection (protocol.md §3.5-§3.6, methods.md §5.4).
+"""Pre-activation ResNet with channel selection (docs/protocol.md §3.5-§3.6, docs/methods.md §5.4).
 
 Each block reads its input through BN -> selection -> ReLU, so slimming can
 shrink what a block reads while the residual stream keeps its width.

@@ -1,4 +1,4 @@
-"""CIFAR ResNet with basic blocks and the option-A shortcut (protocol.md §3.4).
+"""CIFAR ResNet with basic blocks and the option-A shortcut (docs/protocol.md §3.4).
 
 The shortcut (subsample, then zero-pad the new channels at the end) is
 functional, so the reference-mode FLOPs counter does not see it; the head's

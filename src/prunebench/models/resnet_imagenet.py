@@ -1,4 +1,4 @@
-"""ImageNet-layout ResNet-34/50 (protocol.md §3.9) with per-block inner widths.
+"""ImageNet-layout ResNet-34/50 (docs/protocol.md §3.9) with per-block inner widths.
 
 Covers the L1 ResNet-34-A/B, the ThiNet ResNet-50s (projection bias), the
 regression ResNet-50-2x (block-input channel selection) and SSS (gates, blocks

@@ -1,7 +1,7 @@
-"""Named architectures as data (protocol.md §3, methods.md §2-§6).
+"""Named architectures as data (docs/protocol.md §3, docs/methods.md §2-§6).
 
 Every pruned target is resolved to integer widths here; ratios only appear as
-the inputs of that resolution, in exact `Fraction` arithmetic (methods.md §1.2).
+the inputs of that resolution, in exact `Fraction` arithmetic (docs/methods.md §1.2).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ VGG16_5X = (24, 22, M, 41, 51, M, 108, 89, 111, M, 184, 276, 228, M, 512, 512, 5
 
 @dataclass(frozen=True)
 class L1Target:
-    """An L1-norm A/B target (methods.md §2.4-§2.5): conv ids to skip and the prune ratio per stage.
+    """An L1-norm A/B target (docs/methods.md §2.4-§2.5): conv ids to skip and the prune ratio per stage.
 
     Conv ids follow the reference: 1 = stem, 2 + 2j = conv1 of block j.
     """
@@ -56,9 +56,9 @@ L1_TARGETS: dict[str, L1Target] = {
     "resnet34-a": L1Target("resnet34", (2, 8, 14, 16, 26, 28, 30, 32), ("0.3", "0.3", "0.3", "0.0")),
     "resnet34-b": L1Target("resnet34", (2, 8, 14, 16, 26, 28, 30, 32), ("0.5", "0.6", "0.4", "0.0")),
 }
-#: ThiNet-r keeps floor(C * r) of every bottleneck's conv1 and conv2 (methods.md §3.4)
+#: ThiNet-r keeps floor(C * r) of every bottleneck's conv1 and conv2 (docs/methods.md §3.4)
 THINET_KEEP = {"thinet-30": "0.3", "thinet-50": "0.5", "thinet-70": "0.7"}
-#: ResNet-50-2x per-block (conv1 out, conv2 out); the selections come from models/data (methods.md §4.4)
+#: ResNet-50-2x per-block (conv1 out, conv2 out); the selections come from models/data (docs/methods.md §4.4)
 RESNET50_2X_INNER = (
     (64, 55), (51, 39), (50, 37),
     (128, 106), (105, 72), (105, 72), (128, 110),
@@ -66,7 +66,7 @@ RESNET50_2X_INNER = (
     (512, 433), (512, 437), (512, 440),
 )
 RESNET50_2X_READ = (35, 101, 97, 144, 205, 198, 288, 278, 418, 407, 423, 412, 595, 606, 1222, 1147)
-#: SSS units per stage: (residual blocks kept, does the first block keep its branch) (methods.md §6.2)
+#: SSS units per stage: (residual blocks kept, does the first block keep its branch) (docs/methods.md §6.2)
 SSS_UNITS = {
     "resnet41": ((0, False), (4, True), (6, True), (3, True)),
     "resnet32": ((1, False), (4, True), (4, True), (1, True)),
@@ -148,19 +148,19 @@ class Variant:
 
 _CIFAR_RESNETS = {"resnet20": 3, "resnet32-cifar": 5, "resnet56": 9, "resnet110": 18, "resnet50-cifar": 8}
 _ALL: list[Variant] = [
-    # CIFAR VGG (protocol.md §3.2)
+    # CIFAR VGG (docs/protocol.md §3.2)
     *[
         Variant(n, "cifar", partial(_cifar_vgg, c), f"CIFAR {n.upper()}-BN, one Linear head, gamma 0.5 (slimming)")
         for n, c in VGG_CFGS.items()
     ],
     Variant("vgg16-l1", "cifar", partial(_cifar_vgg, VGG_CFGS["vgg16"], head="fc-bn"),
             "CIFAR VGG-16-BN with the Linear-BN1d-ReLU-Linear head (L1-norm base)"),
-    Variant("vgg16-a", "cifar", partial(_cifar_vgg, VGG16_A, head="fc-bn"), "L1-norm VGG-16-A (methods.md §2.3)"),
+    Variant("vgg16-a", "cifar", partial(_cifar_vgg, VGG16_A, head="fc-bn"), "L1-norm VGG-16-A (docs/methods.md §2.3)"),
     Variant("vgg19-bn-unstructured", "cifar", partial(_classification_vgg, VGG_CFGS["vgg19"]),
             "pytorch-classification VGG-19-BN: conv bias, fan-in, gamma 1"),
     Variant("vgg16-bn-unstructured", "cifar", partial(_classification_vgg, VGG_CFGS["vgg16"]),
             "pytorch-classification VGG-16-BN: conv bias, fan-in, gamma 1"),
-    # ImageNet VGG (protocol.md §3.3, methods.md §3.3, §4.3)
+    # ImageNet VGG (docs/protocol.md §3.3, docs/methods.md §3.3, §4.3)
     Variant("vgg11-slim-imagenet", "imagenet",
             partial(_imagenet_vgg, (*VGG_CFGS["vgg11"], M), batch_norm=True, head="slim-fc", bn_gamma=0.5),
             "ImageNet VGG-11-BN with the BN1d FC head of slimming, gamma 0.5"),
@@ -172,13 +172,13 @@ _ALL: list[Variant] = [
     Variant("thinet-gap", "imagenet", partial(_imagenet_vgg, THINET_GAP, head="linear"),
             "ThiNet VGG-GAP: the VGG-Conv convs, global average pool, one Linear"),
     Variant("thinet-tiny", "imagenet", partial(_imagenet_vgg, THINET_TINY, head="linear"), "ThiNet VGG-Tiny"),
-    Variant("vgg16-5x", "imagenet", partial(_imagenet_vgg, VGG16_5X), "regression-pruned VGG-16-5x (methods.md §4.3)"),
-    # CIFAR ResNet (protocol.md §3.4)
+    Variant("vgg16-5x", "imagenet", partial(_imagenet_vgg, VGG16_5X), "regression-pruned VGG-16-5x (docs/methods.md §4.3)"),
+    # CIFAR ResNet (docs/protocol.md §3.4)
     *[
         Variant(n, "cifar", partial(CifarResNetSpec.uniform, k), f"CIFAR ResNet-{6 * k + 2}, basic, option-A shortcut")
         for n, k in _CIFAR_RESNETS.items()
     ],
-    # PreResNet and DenseNet (protocol.md §3.5-§3.8)
+    # PreResNet and DenseNet (docs/protocol.md §3.5-§3.8)
     Variant("preresnet164", "cifar", partial(PreResNetSpec.uniform, "bottleneck", 18, bn_gamma=0.5),
             "PreResNet-164 (bottleneck x18 per stage, selection), gamma 0.5 (slimming)"),
     Variant("preresnet110-bottleneck12", "cifar", partial(PreResNetSpec.uniform, "bottleneck", 12),
@@ -192,7 +192,7 @@ _ALL: list[Variant] = [
     Variant("densenet-bc-100", "cifar",
             partial(DenseNetSpec.uniform, (16, 16, 16), bottleneck=True, compression_rate=2),
             "true DenseNet-BC-100: bottleneck x16, compression 0.5"),
-    # ImageNet ResNet (protocol.md §3.9, methods.md §3.4, §4.4, §6)
+    # ImageNet ResNet (docs/protocol.md §3.9, docs/methods.md §3.4, §4.4, §6)
     Variant("resnet34", "imagenet", partial(ResNetSpec.uniform, "basic", (3, 4, 6, 3)), "torchvision ResNet-34"),
     Variant("resnet50", "imagenet", partial(ResNetSpec.uniform, "bottleneck", (3, 4, 6, 3)), "torchvision ResNet-50"),
     *[
@@ -200,15 +200,15 @@ _ALL: list[Variant] = [
         for n, r in THINET_KEEP.items()
     ],
     Variant("resnet50-2x", "imagenet", _resnet50_2x,
-            "regression-pruned ResNet-50-2x with block-input selection (methods.md §4.4)"),
+            "regression-pruned ResNet-50-2x with block-input selection (docs/methods.md §4.4)"),
     *[
         Variant(n, "imagenet", partial(_sss, u), f"SSS target, (blocks, first kept) per stage {u}")
         for n, u in SSS_UNITS.items()
     ],
 ]
-# The L1-norm A/B targets (methods.md §2.4-§2.5), resolved from their base
+# The L1-norm A/B targets (docs/methods.md §2.4-§2.5), resolved from their base
 _ALL += [
-    Variant(n, "imagenet" if t.base == "resnet34" else "cifar", partial(_l1_spec, t), f"L1-norm {n} (methods.md §2)")
+    Variant(n, "imagenet" if t.base == "resnet34" else "cifar", partial(_l1_spec, t), f"L1-norm {n} (docs/methods.md §2)")
     for n, t in L1_TARGETS.items()
 ]
 _VARIANTS: dict[str, Variant] = {v.name: v for v in _ALL}

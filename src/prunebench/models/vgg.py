@@ -1,4 +1,4 @@
-"""VGG for CIFAR and ImageNet (protocol.md §3.1-§3.3), built from a cfg list.
+"""VGG for CIFAR and ImageNet (docs/protocol.md §3.1-§3.3), built from a cfg list.
 
 Module layout: `features` (Conv2d [BN2d] ReLU ... MaxPool2d) and `classifier`.
 The "avg" head pool is functional, as the reference's inline pool, so the

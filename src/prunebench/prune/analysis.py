@@ -1,10 +1,10 @@
 """Where a mask keeps its weights: per-layer density and per-stage 3x3 kernel keep maps.
 
 The data behind the paper's sparsity-pattern figures and guided sparsification
-(methods.md §10), saved as JSON for the report to plot.
+(docs/methods.md §10), saved as JSON for the report to plot.
 
 Stage definition: convs whose *outputs* share a spatial resolution form one stage
-("the layers sharing a feature-map size", methods.md §10), numbered 0, 1, ... from
+("the layers sharing a feature-map size", docs/methods.md §10), numbered 0, 1, ... from
 the largest resolution down.  It is found with one forward pass at the spec's input
 shape, so it works for every family without hand-kept layer lists; the stem conv
 joins the first stage.  Linear layers have no stage (``None``).

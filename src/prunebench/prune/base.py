@@ -12,13 +12,28 @@ import dataclasses
 import types
 import typing
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
 from prunebench.errors import ConfigError
+from prunebench.prune.importance import exact_fraction
+
+#: The one name and meaning of a pruning amount: `ratio`, the fraction REMOVED.
+RATIO = "ratio"
+
+
+def removed_from_kept(kept: float) -> float:
+    """An old keep fraction as the fraction removed, exactly (keep 0.9 -> 0.1, not 0.09999...)."""
+    return float(1 - exact_fraction(kept))
+
+
+def same_value(value: float) -> float:
+    return value
 
 
 @dataclass(frozen=True)
@@ -54,10 +69,24 @@ class PruneMethod(ABC):
     large_training_kind: ClassVar[str] = "plain"
     #: "physical" | "mask": the implementation style of the pruned model.
     style: ClassVar[str] = "physical"
+    #: old option name -> (its name now, the conversion of its value): accepted, documented aliases
+    #: (e.g. magnitude's ``percent`` and SFP's ``keep_rate`` for ``ratio``, the fraction removed).
+    aliases: ClassVar[dict[str, tuple[str, Callable[[Any], Any]]]] = {}
+    #: options that only decide how fast the method runs, never its result (e.g. how many images
+    #: go through one forward pass while sampling); they stay out of stage identities
+    execution_options: ClassVar[frozenset[str]] = frozenset()
+    #: How training runs *inside* `prune()` (ThiNet's between-layer fine-tune, magnitude's Han
+    #: rounds) are run; not options, because they do not decide what is computed beyond what the
+    #: experiment already fixes.  `inner_precision`: the experiment sets its large recipe's precision
+    #: (a preset pinned to fp32 must not get bf16 inner training); `work_dir`: where those runs keep
+    #: their folders (the experiment: the prune stage's own folder, so they resume; None: a
+    #: temporary folder, never a path outside the caller's output).
+    inner_precision: str = "auto"
+    work_dir: Path | None = None
 
     def parse_options(self, raw: dict[str, Any] | None) -> Any:
-        """Validate a dict of options into this method's `Options` dataclass."""
-        raw = dict(raw or {})
+        """Validate a dict of options into this method's `Options` dataclass (aliases converted first)."""
+        raw = self._resolve_aliases(dict(raw or {}))
         names = {f.name: f for f in dataclasses.fields(self.Options)}
         unknown = set(raw) - set(names)
         if unknown:
@@ -79,6 +108,34 @@ class PruneMethod(ABC):
         if check:
             check()
         return opts
+
+    def _resolve_aliases(self, raw: dict[str, Any]) -> dict[str, Any]:
+        hints = typing.get_type_hints(self.Options)
+        for old, (new, convert) in self.aliases.items():
+            if old not in raw:
+                continue
+            if new in raw:
+                raise ConfigError(f"method {self.name!r}: give {new} or its old name {old}, not both")
+            value = raw.pop(old)
+            if value is not None:
+                if not _matches(value, hints[new]):
+                    raise ConfigError(
+                        f"method {self.name!r}: option {old}: expected {_type_name(hints[new])}, got {value!r}"
+                    )
+                value = convert(value)
+            raw[new] = value
+        return raw
+
+    def planned_flops_fixed(self, opts: Any) -> bool:
+        """Whether the pruned architecture (and so its FLOPs) follows from the options and the large
+        architecture alone, so that pruning a freshly built large model plans the Scratch-B budget
+        before anything is trained (per-layer fixed counts: L1-norm, SFP). Default: no."""
+        return False
+
+    def planned_prune(self, model: nn.Module, opts: Any) -> PruneResult | None:
+        """`model` (a freshly built large model) pruned without data, when `planned_flops_fixed(opts)`:
+        the dry run's Scratch-B budgets come from it.  None when pruning decides the architecture."""
+        return self.prune(model, None, opts) if self.planned_flops_fixed(opts) else None
 
     def variants(self) -> list[str]:
         """Named targets this method can hit exactly (for `prune --list`)."""

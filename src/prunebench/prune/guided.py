@@ -1,4 +1,4 @@
-"""Guided and transferred-guided design (methods.md §10, protocol.md §8 E10): widths.
+"""Guided and transferred-guided design (docs/methods.md §10, docs/protocol.md §8 E10): widths.
 
 Guided pruning reads a channel-pruned network (e.g. slimming's) as an architecture
 recipe: per *stage* (the zoo's `ChannelGroup.stage`, i.e. the layers sharing a
@@ -105,7 +105,7 @@ def guided_spec(
     """`guided_widths(base_spec, stage_fractions, scale)` at the scale matching the target, and that scale.
 
     With fractions from the same network, scale ~ 1 reproduces the pruned network's
-    size; other targets give the "scaled to several sizes" family of methods.md §10.
+    size; other targets give the "scaled to several sizes" family of docs/methods.md §10.
     """
     return match_size(
         lambda scale: guided_widths(base_spec, stage_fractions, scale),

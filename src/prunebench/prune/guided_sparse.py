@@ -1,4 +1,4 @@
-"""Uniform and guided sparsification (methods.md §10, protocol.md §8 E9/E10): random masks.
+"""Uniform and guided sparsification (docs/methods.md §10, docs/protocol.md §8 E9/E10): random masks.
 
 Both build fresh masks for a (freshly initialised) model that is then trained from
 scratch with the mask held fixed; no weight is ever looked at.
@@ -9,7 +9,7 @@ scratch with the mask held fixed; no weight is ever looked at.
   frequencies of a magnitude-pruned model (`prunebench.prune.analysis`), re-sampled.
   Stages are `analysis.conv_stages` (convs sharing an output resolution).
 
-Layers never end up empty: each keeps at least one weight (the guard of methods.md §1.4).
+Layers never end up empty: each keeps at least one weight (the guard of docs/methods.md §1.4).
 """
 
 from __future__ import annotations
@@ -120,7 +120,7 @@ def guided_sparse_masks(
 ) -> Masks:
     """Conv weight masks following per-stage densities and per-stage 3x3 position keep maps.
 
-    The paper does not say how it sampled (methods.md §10 [UNCONF]); this does:
+    The paper does not say how it sampled (docs/methods.md §10 [UNCONF]); this does:
     every conv of stage s keeps exactly ``round(stage_density[s] * numel)`` (min 1)
     weights.  In a 3x3 conv, position p's keep probability is
     `position_keep_probs(stage_kernel_maps[s], stage_density[s])` (proportional to the

@@ -41,10 +41,16 @@ def filter_l2(weight: torch.Tensor) -> torch.Tensor:
 
 
 def bn_abs_gamma(model: nn.Module, group: ChannelGroup) -> torch.Tensor:
-    """|γ| of the BN that scales a group's channels (the group's own BN, or the BN before a selection)."""
+    """|γ| of the BN that scales a group's channels, one per channel of the group: the group's own BN,
+    or for a "select" group the full-width BN in front of the selection read at the selected
+    positions (after a first slimming pass the selection lets fewer channels through than the BN has)."""
     if group.bn is None:
         raise ValueError(f"group {group.name} has no BN")
-    return model.get_parameter(f"{group.bn}.weight").detach().abs()
+    gamma = model.get_parameter(f"{group.bn}.weight").detach().abs()
+    if group.kind == "select":
+        indices = model.get_buffer(f"{group.name}.indices")
+        gamma = gamma[indices.to(gamma.device)]
+    return gamma
 
 
 def producer_weight(model: nn.Module, group: ChannelGroup) -> torch.Tensor:

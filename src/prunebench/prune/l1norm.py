@@ -23,7 +23,7 @@ from prunebench.prune.importance import exact_fraction, filter_l1, keep_count, p
 from prunebench.prune.registry import register
 from prunebench.prune.surgery import apply_channel_masks, channel_masks, prune_channels
 
-#: Li et al.'s named targets (methods.md §2.3-§2.5); their widths live in the zoo.
+#: Li et al.'s named targets (docs/methods.md §2.3-§2.5); their widths live in the zoo.
 L1_VARIANTS = ("vgg16-a", "resnet56-a", "resnet56-b", "resnet110-a", "resnet110-b", "resnet34-a", "resnet34-b")
 SCORINGS = ("independent", "greedy")
 
@@ -127,6 +127,9 @@ class L1Norm(PruneMethod):
     description = "L1-norm filter pruning (Li et al. 2017): per-layer top filters by sum |w|"
     Options = L1Options
     style = "physical"
+
+    def planned_flops_fixed(self, opts: L1Options) -> bool:
+        return True  # a named variant or int(C·(1 - ratio)) per layer: never decided by the weights
 
     def variants(self) -> list[str]:
         return [v for v in L1_VARIANTS if v in list_variants()]

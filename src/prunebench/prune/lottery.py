@@ -1,4 +1,4 @@
-"""The Lottery Ticket comparison (Frankle & Carbin 2019) as the paper runs it (methods.md §9).
+"""The Lottery Ticket comparison (Frankle & Carbin 2019) as the paper runs it (docs/methods.md §9).
 
 Pipeline (the experiment layer drives it):
 
@@ -77,7 +77,7 @@ def lottery_recipe(base: Recipe, lr: float) -> Recipe:
 
 def structured_masks(model: nn.Module, splits: Any, options: dict[str, Any], *, seed: int = 0) -> Masks:
     """One-shot L1-norm filter pruning of the trained `model` (`options` as for `l1norm`), in exact mask form
-    (filter, bias, BN γ and β: methods.md §1.3), ready for `winning_ticket`."""
+    (filter, bias, BN γ and β: docs/methods.md §1.3), ready for `winning_ticket`."""
     method = get_method("l1norm")
     result = method.prune(model, splits, method.parse_options({**options, "mask_form": True}), seed=seed)
     return result.masks or {}

@@ -35,6 +35,7 @@ from torch import nn
 from prunebench.errors import ConfigError, SpecError
 from prunebench.models import ResNetSpec, attached_spec
 from prunebench.prune.activations import (
+    SamplingCache,
     Timer,
     as_channels,
     balanced_images,
@@ -44,7 +45,7 @@ from prunebench.prune.activations import (
     sample_layer,
     solve_normal,
 )
-from prunebench.prune.base import PruneMethod, PruneResult
+from prunebench.prune.base import PruneMethod, PruneResult, removed_from_kept
 from prunebench.prune.registry import register
 from prunebench.prune.surgery import prune_channels
 
@@ -53,7 +54,8 @@ TARGETS = ("vgg16-5x", "resnet50-2x")
 
 @dataclass(frozen=True)
 class RegressionOptions:
-    """ratio: keep ratio per layer (floor, at least 1); variant: `vgg16-5x` / `resnet50-2x`, hit exactly.
+    """ratio: fraction of channels removed per layer (keeps floor(C·(1 − ratio)), at least 1; old name:
+    keep_ratio, the fraction kept, converted); variant: `vgg16-5x` / `resnet50-2x`, hit exactly.
 
     images / locations: class-balanced sampling images and output positions per image.
     ridge: least-squares Tikhonov term relative to the mean diagonal of X′ᵀX′ (0 = plain).
@@ -212,6 +214,10 @@ class Regression(PruneMethod):
     name = "regression"
     description = "channel pruning by LASSO channel selection and least-squares reconstruction (He et al. 2017)"
     Options = RegressionOptions
+    execution_options = frozenset({"batch_size"})  # sampling in bigger or smaller batches: the same samples
+    # start each layer's sampling from cached activations (same samples); off only to measure or test it
+    resume_sampling: bool = True
+    aliases = {"keep_ratio": ("ratio", removed_from_kept)}
 
     def variants(self) -> list[str]:
         return list(TARGETS)
@@ -224,7 +230,7 @@ class Regression(PruneMethod):
         modules = dict(model.named_modules())
         plan = plan_layers(
             attached_spec(model),
-            ratio=opts.ratio,
+            ratio=None if opts.ratio is None else removed_from_kept(opts.ratio),  # plan_layers takes the kept share
             target_name=opts.variant,
             eligible=lambda g: len(g.consumers) == 1 and isinstance(modules[g.consumers[0]], nn.Conv2d | nn.Linear),
             allowed=TARGETS,
@@ -236,20 +242,24 @@ class Regression(PruneMethod):
         layers: dict[str, dict[str, Any]] = {}
         kept_all: dict[str, list[int]] = {}
         sampling: dict[str, int] = {}
+        # Each layer's passes start from cached activations (same samples): the current net's
+        # from the input of the module this layer changes, the original's (never changed) likewise.
+        caches = (SamplingCache(), SamplingCache()) if self.resume_sampling else (None, None)
         for index, name in enumerate(g.name for g in attached_spec(model).groups() if g.name in plan.keep):
             group = next(g for g in attached_spec(model).groups() if g.name == name)
             consumer = group.consumers[0]
             weight = consumer_weight(model.get_submodule(consumer), group.size)
             residual = _residual_points(model, consumer) if opts.residual_compensation else None
+            changed = group.producer or consumer  # a "select" group changes its consumer's block only
             with timer.phase(name, "sampling"):
                 points = residual.points if residual else ()
                 cur = sample_layer(
                     model, consumer, images, locations=opts.locations, seed=seed + index,
-                    points=points, batch_size=opts.batch_size,
+                    points=points, batch_size=opts.batch_size, cache=caches[0], cache_at=changed,
                 )  # fmt: skip
                 orig = sample_layer(
                     original, consumer, images, locations=opts.locations, seed=seed + index,
-                    points=points, batch_size=opts.batch_size,
+                    points=points, batch_size=opts.batch_size, cache=caches[1], cache_at=changed,
                 )  # fmt: skip
                 x = as_channels(cur, group.size)
                 y = response(orig.x, original.get_parameter(f"{consumer}.weight").detach())

@@ -1,7 +1,7 @@
 """The one builder of scratch arms (Scratch-E, Scratch-B, lottery random init) for every method.
 
 Physical models are simply rebuilt from their spec after seeding: the spec carries
-the init conventions (methods.md §1.6) and, for slimming, the channel-selection
+the init conventions (docs/methods.md §1.6) and, for slimming, the channel-selection
 indices.  Masked models are a fresh full-size model whose masked conv weights are
 redrawn with He fan-out init counted over the *surviving* weights and then masked:
 

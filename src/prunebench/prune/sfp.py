@@ -1,22 +1,36 @@
 """Soft Filter Pruning (He et al., IJCAI 2018): zero the lowest-L2 filters every epoch, let them regrow.
 
-Training: `SoftFilterCallback` zeroes `int(C * (1 - keep_rate))` filters (SFP floors
-the *pruned* count) of each selected conv before training, after every epoch and
-at the end; only filter weights are zeroed, as in the paper.
+Training: `SoftFilterCallback` zeroes `int(C * ratio)` filters (SFP floors the
+*pruned* count) of each selected conv before training, after every epoch and at
+the end; only filter weights are zeroed, as in the paper.  `ratio` is the
+fraction removed (the reference's ``--rate 0.7`` keeps 0.7: ``keep_rate = 0.7``
+is the accepted old name, converted to ``ratio = 0.3``).
 
 Hard pruning: a zeroed filter that produces a prunable group (a block's first conv)
 is removed physically together with its BN channel and the next conv's input
-slice.  Its BN γ/β are zeroed first, so the deployed model computes exactly what
-the channel-masked model computes (the soft-trained model still emitted the
-constant relu(BN(0)) there; the deployed model is the one whose accuracy counts).
-Zeroed filters whose output joins a residual
-sum (stem, a block's second conv) cannot leave the network and stay as masks,
-which sparse FLOPs count (methods.md §8.3).
+slice.  What the code does with the constant that channel still emitted in the
+soft-zeroed model (relu(BN(0)) = relu(β − γμ/σ), a per-channel constant): it is
+**dropped, not folded**.  γ and β of the removed channels are zeroed first, so the
+deployed model computes exactly what the exact channel-masked model computes.  The
+constant cannot be folded into the next layer exactly: the next conv pads its input
+with zeros, so a constant input channel adds a *position-dependent* map (different on
+the border ring), which no bias or BN shift reproduces.  The deployed model therefore
+differs from the soft-zeroed one by exactly that contribution; ``info["dropped_constant"]``
+records, per removed group, the largest constant dropped (0 = the two models agree), and
+the test checks both statements.
+Zeroed filters whose output joins a residual sum (stem, a block's second conv) cannot
+leave the network and stay as masks, which sparse FLOPs count.
+
+Scratch-B budgets: the reference counts the FLOPs of the *soft-zeroed full model*
+(only the zeroed filters' own weights sparse; the next layer's input slices stay
+dense) -- the budget policy's ``flops_rule = "soft_zeroed"``, computed from
+``info["zeroed_counts"]``; ``"pruned"`` counts this module's hard-pruned model.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
@@ -26,14 +40,14 @@ from torch import nn
 
 from prunebench.errors import ConfigError
 from prunebench.models.spec import ModelSpec, attached_spec
-from prunebench.prune.base import PruneMethod, PruneResult
+from prunebench.prune.base import PruneMethod, PruneResult, removed_from_kept
 from prunebench.prune.importance import bottom_k, exact_fraction, filter_l2, floor_count
 from prunebench.prune.recalibrate import recalibrate_bn
 from prunebench.prune.registry import register
 from prunebench.prune.surgery import apply_channel_masks, channel_masks, prune_channels
 from prunebench.train import Callback, Recipe, TrainContext
 
-#: protocol.md §4.4, for the 200-epoch CIFAR run: warm-up epoch, then x10, then x0.2 three times.
+#: the SFP CIFAR recipe (docs/protocol.md), for the 200-epoch run: warm-up epoch, then x10, then x0.2 three times.
 SFP_MILESTONES = (1, 60, 120, 160)
 SFP_MULTIPLIERS = (10.0, 0.2, 0.2, 0.2)
 SFP_BASE_EPOCHS = 200
@@ -68,7 +82,10 @@ def selected_convs(model: nn.Module, layers: str | tuple[str, ...]) -> list[str]
 
 
 def zeroed_filters(weight: torch.Tensor, keep_rate: float) -> list[int]:
-    """The `int(C * (1 - keep_rate))` lowest-L2 filters (ties: the higher index goes)."""
+    """The `int(C * (1 - keep_rate))` lowest-L2 filters (ties: the higher index goes).
+
+    (The callback and these helpers keep the keep fraction: it is what a large-training
+    fingerprint records, so identities of SFP-trained models stay as they were.)"""
     count = floor_count(weight.shape[0], 1 - exact_fraction(keep_rate))
     return bottom_k(filter_l2(weight), count)
 
@@ -109,7 +126,8 @@ class SoftFilterCallback(Callback):
 
 @dataclass(frozen=True)
 class SFPOptions:
-    """keep_rate: fraction of filters kept per layer (the reference's --rate, 0.7).
+    """ratio: fraction of filters zeroed (then removed) per layer, int(C·ratio) (old name: keep_rate,
+      the reference's --rate 0.7, converted to ratio = 1 - keep_rate = 0.3).
     layers: "all" (every conv: stem and both convs of each block) or a list of conv names.
     pretrained: start SFP from a plainly trained large model (then the recipe's LR is 10x smaller).
     recalibrate_bn: re-estimate BN statistics of the deployed model on training batches. Off by
@@ -117,14 +135,18 @@ class SFPOptions:
       regrow within each epoch, so the final zeroing leaves BN statistics stale (near-chance accuracy).
     """
 
-    keep_rate: float = 0.7
+    ratio: float = 0.3
     layers: str | tuple[str, ...] = "all"
     pretrained: bool = False
     recalibrate_bn: bool = False
 
+    @property
+    def keep_rate(self) -> float:
+        return removed_from_kept(self.ratio)  # 1 - x is its own inverse, computed exactly
+
     def validate(self) -> None:
-        if not 0 < exact_fraction(self.keep_rate) <= 1:
-            raise ConfigError(f"method 'sfp': keep_rate must be in (0, 1], got {self.keep_rate}")
+        if not 0 <= exact_fraction(self.ratio) < 1:
+            raise ConfigError(f"method 'sfp': ratio must be in [0, 1), got {self.ratio}")
         if isinstance(self.layers, list):  # from JSON
             object.__setattr__(self, "layers", tuple(self.layers))
 
@@ -136,6 +158,13 @@ class SoftFilterPruning(PruneMethod):
     Options = SFPOptions
     large_training_kind = "soft"
     style = "physical"
+    aliases = {"keep_rate": ("ratio", removed_from_kept)}
+
+    def planned_flops_fixed(self, opts: SFPOptions) -> bool:
+        return True  # int(C·ratio) per layer: the architecture never depends on the weights
+
+    def planned_prune(self, model: nn.Module, opts: SFPOptions) -> PruneResult:
+        return self.prune(model, None, dataclasses.replace(opts, recalibrate_bn=False))  # no data to plan with
 
     def large_training(self, opts: SFPOptions, spec: ModelSpec) -> list[Callback]:
         return [SoftFilterCallback(opts.keep_rate, opts.layers)]
@@ -154,6 +183,7 @@ class SoftFilterPruning(PruneMethod):
         zeroed = zero_lowest_filters(masked, layers, opts.keep_rate)
         removable = {g.producer: g for g in attached_spec(masked).groups() if g.kind == "out" and g.producer in zeroed}
         kept = {g.name: sorted(set(range(g.size)) - set(zeroed[producer])) for producer, g in removable.items()}
+        dropped = {g.name: _dropped_constant(masked, g.bn, zeroed[producer]) for producer, g in removable.items()}
         apply_channel_masks(masked, channel_masks(masked, kept))  # exact: filter, bias, BN γ and β
         pruned = prune_channels(masked, kept)
         masks = {}
@@ -165,12 +195,14 @@ class SoftFilterPruning(PruneMethod):
             mask[zeroed[name]] = False
             masks[f"{name}.weight"] = mask
         info = {
+            "ratio": opts.ratio,
             "keep_rate": opts.keep_rate,
             "pretrained": opts.pretrained,
             "zeroed_counts": {n: len(z) for n, z in zeroed.items()},
             "removed_counts": {g.name: g.size - len(kept[g.name]) for g in removable.values()},
             "masked_layers": sorted(k.removesuffix(".weight") for k in masks),
             "kept_counts": {n: len(k) for n, k in kept.items()},
+            "dropped_constant": dropped,
             "bn_recalibrated": False,
         }
         if opts.recalibrate_bn:
@@ -179,3 +211,15 @@ class SoftFilterPruning(PruneMethod):
             recalibrate_bn(pruned, splits, seed=seed)
             info["bn_recalibrated"] = True
         return PruneResult(model=pruned, masks=masks or None, kept=kept, info=info)
+
+
+@torch.no_grad()
+def _dropped_constant(model: nn.Module, bn_name: str | None, channels: list[int]) -> float:
+    """The largest relu(BN(0)) (eval mode) the removed `channels` emitted in the soft-zeroed model."""
+    if bn_name is None or not channels:
+        return 0.0
+    bn = model.get_submodule(bn_name)
+    assert isinstance(bn, nn.BatchNorm2d) and bn.running_mean is not None and bn.running_var is not None
+    idx = torch.tensor(channels)
+    scale = bn.weight[idx] / torch.sqrt(bn.running_var[idx] + bn.eps)
+    return float(torch.relu(bn.bias[idx] - scale * bn.running_mean[idx]).max())

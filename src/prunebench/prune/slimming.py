@@ -46,7 +46,7 @@ class SlimmingOptions:
 
 
 def default_lambda(spec: ModelSpec) -> float:
-    """methods.md §5.2: 1e-4 for CIFAR VGGs; 1e-5 for PreResNet, DenseNet, ImageNet VGG-11 and the rest."""
+    """docs/methods.md §5.2: 1e-4 for CIFAR VGGs; 1e-5 for PreResNet, DenseNet, ImageNet VGG-11 and the rest."""
     return 1e-4 if "vgg" in spec.family and spec.input_size < 64 else 1e-5
 
 

@@ -1,4 +1,4 @@
-"""Generic channel surgery driven by the zoo's channel groups (methods.md §1.3, §1.5).
+"""Generic channel surgery driven by the zoo's channel groups (docs/methods.md §1.3, §1.5).
 
 `prune_channels` builds the pruned spec and slices every tensor a group names;
 `channel_masks` is its exact mask equivalent.  `build_loaded` builds a model

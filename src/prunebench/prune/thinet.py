@@ -30,6 +30,7 @@ from torch import nn
 from prunebench.errors import ConfigError, SpecError
 from prunebench.models import attached_spec
 from prunebench.prune.activations import (
+    SamplingCache,
     Timer,
     as_channels,
     balanced_images,
@@ -40,7 +41,7 @@ from prunebench.prune.activations import (
     sample_layer,
     solve_normal,
 )
-from prunebench.prune.base import PruneMethod, PruneResult
+from prunebench.prune.base import PruneMethod, PruneResult, removed_from_kept
 from prunebench.prune.registry import register
 from prunebench.prune.surgery import prune_channels
 
@@ -49,7 +50,8 @@ TARGETS = ("thinet-conv", "thinet-gap", "thinet-tiny", "thinet-30", "thinet-50",
 
 @dataclass(frozen=True)
 class ThiNetOptions:
-    """ratio: keep ratio per layer (floor(C·r), at least 1); variant: a named target hit exactly.
+    """ratio: fraction of channels removed per layer (keeps floor(C·(1 − ratio)), at least 1; old name:
+    keep_ratio, the fraction kept, converted); variant: a named target hit exactly.
 
     images / locations: class-balanced sampling images and output positions per image.
     ridge: Tikhonov term of the rescaling, relative to the mean diagonal of X̂ᵀX̂ (0 = plain least squares).
@@ -119,12 +121,14 @@ def scale_inputs(layer: nn.Module, scale: torch.Tensor) -> None:
         w.mul_(scale.to(device=w.device, dtype=w.dtype)[None, :, None])
 
 
-def finetune_briefly(model: nn.Module, splits: Any, epochs: int, lr: float, batch_size: int, seed: int) -> None:
+def finetune_briefly(
+    model: nn.Module, splits: Any, epochs: int, lr: float, batch_size: int, seed: int, precision: str = "auto"
+) -> None:
     """A short constant-LR fine-tune between layers, through the one trainer."""
     from prunebench.train import Recipe, train
 
     with tempfile.TemporaryDirectory() as d:
-        recipe = Recipe(epochs=epochs, lr=lr, batch_size=batch_size)
+        recipe = Recipe(epochs=epochs, lr=lr, batch_size=batch_size, precision=precision)  # the experiment's
         train(model, splits, recipe, Path(d), seed=seed, progress=False, eval_test=False)
 
 
@@ -161,6 +165,10 @@ class ThiNet(PruneMethod):
     name = "thinet"
     description = "ThiNet: greedy channel selection by next-layer reconstruction, least-squares rescaling"
     Options = ThiNetOptions
+    aliases = {"keep_ratio": ("ratio", removed_from_kept)}
+    # start each layer's sampling from cached activations (same samples, about 4x faster on VGG-16);
+    # off only to measure or test it against the plain passes from the images
+    resume_sampling: bool = True
 
     def variants(self) -> list[str]:
         return list(TARGETS)
@@ -170,7 +178,7 @@ class ThiNet(PruneMethod):
         modules = dict(model.named_modules())
         plan = plan_layers(
             attached_spec(model),
-            ratio=opts.ratio,
+            ratio=None if opts.ratio is None else removed_from_kept(opts.ratio),  # plan_layers takes the kept share
             target_name=opts.variant,
             eligible=lambda g: g.kind == "out" and len(g.consumers) == 1,
             allowed=TARGETS,
@@ -182,13 +190,17 @@ class ThiNet(PruneMethod):
         layers: dict[str, dict[str, Any]] = {}
         sampling: dict[str, int] = {}
         kept_all: dict[str, list[int]] = {}
+        # Each layer's pass starts from the input of the module holding the previous layer's
+        # producer (unchanged since); a fine-tune between layers changes everything, so no cache.
+        cache = None if opts.finetune_between or not self.resume_sampling else SamplingCache()
         for index, name in enumerate(g.name for g in attached_spec(model).groups() if g.name in plan.keep):
             group = next(g for g in attached_spec(model).groups() if g.name == name)
             consumer = group.consumers[0]
             with timer.phase(name, "sampling"):
                 sample = sample_layer(
-                    model, consumer, images, locations=opts.locations, seed=seed + index, batch_size=opts.batch_size
-                )
+                    model, consumer, images, locations=opts.locations, seed=seed + index, batch_size=opts.batch_size,
+                    cache=cache, cache_at=group.producer,
+                )  # fmt: skip
                 weight = consumer_weight(model.get_submodule(consumer), group.size)
                 xhat = contributions(as_channels(sample, group.size), weight, seed + index)
             with timer.phase(name, "selection"):
@@ -203,7 +215,8 @@ class ThiNet(PruneMethod):
             if opts.finetune_between:
                 with timer.phase(name, "finetune"):
                     finetune_briefly(
-                        model, splits, opts.finetune_between, opts.finetune_lr, opts.batch_size, seed + index
+                        model, splits, opts.finetune_between, opts.finetune_lr, opts.batch_size, seed + index,
+                        self.inner_precision,
                     )
             kept_all[name] = kept
             sampling = sample.record()

@@ -1,4 +1,4 @@
-"""Uniform-width baseline (methods.md §10): every prunable layer scaled by one factor.
+"""Uniform-width baseline (docs/methods.md §10): every prunable layer scaled by one factor.
 
 Not a pruning of weights: the factor is searched by bisection so that the scaled
 architecture matches a target parameter or reference-mode FLOPs count, and the

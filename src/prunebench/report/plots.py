@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +12,9 @@ import torch
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from prunebench.outputs import atomic_file  # noqa: E402
 from prunebench.report.tables import MethodTable, arm_label, arm_order  # noqa: E402
 
 
@@ -18,38 +22,134 @@ def _slug(s: str) -> str:
     return "".join(c if c.isalnum() or c in "-." else "-" for c in s)
 
 
-def _save(fig: Any, path: Path) -> Path:
-    """Lay out, write the PNG and free the figure (pyplot keeps every open figure alive)."""
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+def _save(fig: Any, path: Path, rect: tuple[float, float, float, float] | None = None) -> Path:
+    """Lay out (within `rect` of the figure), write the PNG and free the figure (pyplot keeps
+    every open figure alive)."""
+    try:
+        fig.tight_layout(rect=rect)
+        with atomic_file(path) as f:  # the old PNG stays until the new one is complete
+            fig.savefig(f, format="png", dpi=110, bbox_inches="tight")  # keeps legends placed outside the axes
+    finally:
+        plt.close(fig)
     return path
 
 
-def tradeoff_plots(tables: list[MethodTable], out_dir: Path, experiment: str) -> list[Path]:
-    """Accuracy vs non-zero params and vs FLOPs, error bars = sample std, one series per arm."""
+#: What an error bar is, said in every trade-off plot's legend.
+ERROR_BAR = "error bars: ±1 sample std over seeds (none when n = 1)"
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
+AXES = (("params", "non-zero parameters"), ("flops", "FLOPs per image (reference rule)"))
+DODGE = 0.008  # log10 offset between the series of one axes, so that none hides another
+
+
+@dataclass(frozen=True)
+class Point:
+    x: float
+    mean: float  # accuracy, %
+    err: float  # sample std, % (0 when n = 1)
+    n: int
+    label: str  # the method label this point comes from (its amount)
+
+
+@dataclass(frozen=True)
+class Series:
+    """One line of a trade-off plot: one method (family) and one arm, over that method's amounts."""
+
+    method: str
+    arm: str
+    points: tuple[Point, ...]
+
+
+def method_family(label: str, families: Mapping[str, str] | None = None) -> str:
+    """The method a table's label belongs to (`l1norm-50%` -> `l1norm`): from the preset when given."""
+    if families and label in families:
+        return families[label]
+    return label.split("-")[0]
+
+
+def tradeoff_series(tables: list[MethodTable], key: str, families: Mapping[str, str] | None = None) -> list[Series]:
+    """The data behind a trade-off plot: one series per (method, arm), each joining only that
+    method's amounts, sorted by x; arms without an x value (`key` = "params" or "flops") are left out."""
+    found: dict[tuple[str, str], list[Point]] = {}
+    for t in tables:
+        for a in t.arms:
+            x = getattr(a, key)
+            if x:
+                point = Point(float(x), 100 * a.acc.mean, 100 * (a.acc.std or 0.0), a.acc.n, t.method)
+                found.setdefault((method_family(t.method, families), a.arm), []).append(point)
+    methods = sorted({m for m, _ in found})
+    order = sorted(found, key=lambda k: (methods.index(k[0]), arm_order(k[1])))
+    return [Series(m, arm, tuple(sorted(found[(m, arm)], key=lambda p: (p.x, p.label)))) for m, arm in order]
+
+
+def overlapping(series: list[Series], *, rel_x: float = 0.05) -> bool:
+    """Whether two series of different methods have points within `rel_x` of each other in x whose
+    error bars (or means, without bars) overlap: then the combined plot is hard to read."""
+    for i, a in enumerate(series):
+        for b in series[i + 1:]:
+            if a.method == b.method:
+                continue
+            for p in a.points:
+                for q in b.points:
+                    if abs(p.x - q.x) <= rel_x * max(p.x, q.x) and abs(p.mean - q.mean) <= p.err + q.err + 0.5:
+                        return True
+    return False
+
+
+def _arm_colors(series: list[Series]) -> dict[str, Any]:
+    arms = sorted({s.arm for s in series}, key=arm_order)
+    cmap = plt.get_cmap("tab10")
+    return {arm: cmap(i % 10) for i, arm in enumerate(arms)}
+
+
+def _draw(ax: Any, series: list[Series], colors: dict[str, Any], markers: dict[str, str], *, with_method: bool) -> None:
+    for i, s in enumerate(series):
+        shift = 10 ** (DODGE * (i - (len(series) - 1) / 2))
+        label = f"{s.method} · {arm_label(s.arm)}" if with_method else arm_label(s.arm)
+        ax.errorbar([p.x * shift for p in s.points], [p.mean for p in s.points],
+                    yerr=[p.err for p in s.points], color=colors[s.arm], marker=markers[s.method],
+                    markersize=6, capsize=3, linestyle="-" if len(s.points) > 1 else "none", label=label)  # fmt: skip
+    ax.set_xscale("log")
+    ax.set_ylabel("test accuracy (%)")
+    ax.grid(alpha=0.3)
+
+
+def tradeoff_plots(
+    tables: list[MethodTable], out_dir: Path, experiment: str, families: Mapping[str, str] | None = None
+) -> list[Path]:
+    """Accuracy vs non-zero params and vs FLOPs: one line per (method, arm), a marker per method,
+    a colour per arm; plus one panel per method when series of different methods overlap."""
     paths = []
-    for key, label in (("params", "non-zero parameters"), ("flops", "FLOPs per image (reference rule)")):
-        fig, ax = plt.subplots(figsize=(7, 4.5))
-        series: dict[str, list[tuple[float, float, float, str]]] = {}
-        for t in tables:
-            for a in t.arms:
-                x = getattr(a, key)
-                if x:
-                    series.setdefault(a.arm, []).append((x, 100 * a.acc.mean, 100 * (a.acc.std or 0.0), t.method))
-        for arm in sorted(series, key=arm_order):
-            pts = sorted(series[arm])
-            ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts],
-                        marker="o", capsize=3, linestyle="-" if len(pts) > 1 else "none", label=arm_label(arm))  # fmt: skip
-        ax.set_xscale("log")
-        ax.set_xlabel(label)
-        ax.set_ylabel("test accuracy (%)")
+    for key, label in AXES:
+        series = tradeoff_series(tables, key, families)
+        methods = sorted({s.method for s in series})
+        colors, markers = _arm_colors(series), {m: MARKERS[i % len(MARKERS)] for i, m in enumerate(methods)}
+        fig, ax = plt.subplots(figsize=(8.5, 4.8))
+        _draw(ax, series, colors, markers, with_method=True)
+        ax.set_xlabel(f"{label}; arms at the same x drawn slightly apart")
         ax.set_title(f"{experiment}: accuracy vs {label.split(' (')[0]}")
-        ax.grid(alpha=0.3)
         if series:
-            ax.legend(fontsize=7)
+            ax.legend(fontsize=7, title=ERROR_BAR, title_fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
         paths.append(_save(fig, out_dir / f"{_slug(experiment)}-accuracy-vs-{key}.png"))
+        if len(methods) > 1 and overlapping(series):
+            paths.append(_panels(series, methods, colors, markers, label, out_dir / f"{_slug(experiment)}-accuracy-vs-{key}-by-method.png", experiment))
     return paths
+
+
+def _panels(series: list[Series], methods: list[str], colors: dict[str, Any], markers: dict[str, str],
+            label: str, path: Path, experiment: str) -> Path:  # fmt: skip
+    fig, axes = plt.subplots(1, len(methods), figsize=(4.2 * len(methods), 4.2), sharey=True, squeeze=False)
+    for ax, method in zip(axes[0], methods):
+        _draw(ax, [s for s in series if s.method == method], colors, markers, with_method=False)
+        ax.set_title(method, fontsize=10)
+        ax.set_xlabel(label.split(" (")[0], fontsize=8)
+    handles: dict[str, Any] = {}
+    for ax in axes[0]:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(lab, h)
+    fig.legend(list(handles.values()), list(handles), fontsize=7, title=ERROR_BAR, title_fontsize=7,
+               loc="lower center", ncol=min(len(handles), 4), bbox_to_anchor=(0.5, 0.0))  # fmt: skip
+    fig.suptitle(f"{experiment}: accuracy vs {label.split(' (')[0]}, one panel per method", fontsize=10)
+    return _save(fig, path, rect=(0, 0.12, 1, 1))
 
 
 def _numeric(widths: list[Any]) -> list[float]:
@@ -133,3 +233,47 @@ def weight_histogram_plot(t: MethodTable, exp_dir: Path) -> Path | None:
     ax.set_title(f"{t.method}: conv weight distributions")
     ax.legend(fontsize=7)
     return _save(fig, exp_dir / f"{_slug(t.experiment)}-{_slug(t.method)}-weights.png")
+
+
+def curves_series(t: MethodTable, metrics: Mapping[str, list[dict[str, Any]]], key: str) -> dict[str, list[tuple[int, float]]]:
+    """Per arm, the per-epoch mean over seeds of metric `key` (the store's per-epoch metrics);
+    arms without that metric (e.g. pruned, not trained) are left out."""
+    out: dict[str, list[tuple[int, float]]] = {}
+    for a in t.arms:
+        by_epoch: dict[int, list[float]] = {}
+        for r in a.rows:
+            for m in metrics.get(r["stage_id"], []):
+                if m.get(key) is not None:
+                    by_epoch.setdefault(int(m["epoch"]), []).append(float(m[key]))
+        if by_epoch:
+            out[a.arm] = [(e + 1, sum(v) / len(v)) for e, v in sorted(by_epoch.items())]
+    return out
+
+
+CURVES = (("train_loss", "training loss", "-"), ("val_loss", "validation loss", "--"),
+          ("train_acc", "training accuracy", "-"), ("val_acc", "validation accuracy", "--"))  # fmt: skip
+
+
+def curves_plot(t: MethodTable, out_dir: Path, metrics: Mapping[str, list[dict[str, Any]]]) -> Path | None:
+    """Training curves per arm (mean over seeds): loss on the left, accuracy on the right."""
+    drawn = {key: curves_series(t, metrics, key) for key, _, _ in CURVES}
+    if not any(drawn.values()):
+        return None
+    arms = sorted({arm for series in drawn.values() for arm in series}, key=arm_order)
+    cmap = plt.get_cmap("tab10")
+    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(10, 3.6))
+    for key, label, style in CURVES:
+        ax = loss_ax if key.endswith("loss") else acc_ax
+        scale = 1.0 if key.endswith("loss") else 100.0
+        for arm, pts in drawn[key].items():
+            ax.plot([e for e, _ in pts], [scale * v for _, v in pts], style, color=cmap(arms.index(arm) % 10),
+                    marker=".", label=f"{arm_label(arm)}, {label.split()[0]}")  # fmt: skip
+    loss_ax.set_ylabel("cross-entropy")
+    acc_ax.set_ylabel("accuracy (%)")
+    for ax in (loss_ax, acc_ax):
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+    acc_ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1), title="mean over seeds", title_fontsize=7)
+    fig.suptitle(f"{t.method}: training curves per arm", fontsize=10)
+    return _save(fig, out_dir / f"{_slug(t.experiment)}-{_slug(t.method)}-curves.png")

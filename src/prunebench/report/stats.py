@@ -1,10 +1,16 @@
-"""The statistics of a report: mean, sample std, t-based 95% CI, Welch's t-test.
+"""The statistics of a report: mean, sample std, t-based 95% CI, Welch's t-test,
+and the seed-paired difference, equivalence (TOST) and Holm machinery of the verdicts.
 
-Sample std uses n - 1 (protocol §7.1).  The confidence interval is
+Sample std uses n - 1 (docs/protocol.md §7.1).  The confidence interval is
 mean ± t(0.975, n-1) · std / √n.  A scratch arm is compared with the
 fine-tuned arm by Welch's unequal-variance t-test; with fewer than two runs in
 either arm, or p ≥ `ALPHA`, the report says it cannot tell them apart.  Where the
 arms share seeds, a seed-paired t-test is reported next to it.
+
+"No significant difference" is not "the same": an equivalence claim needs the two
+one-sided tests (TOST) against a margin ±δ, i.e. the 90% CI of the paired difference
+inside (-δ, δ).  When neither a difference nor equivalence is shown, `seeds_needed`
+says how many seeds would resolve ±δ (80% power if the arms are truly equal).
 """
 
 from __future__ import annotations
@@ -14,10 +20,14 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 from scipy import stats
 
 ALPHA = 0.05
 TOO_FEW = "n too small to tell"
+POWER = 0.8  # of the seed-count rule
+BOOTSTRAP_RESAMPLES = 10_000
+MAX_SEEDS = 10_000  # the seed-count rule gives up beyond this
 
 
 @dataclass(frozen=True)
@@ -73,3 +83,98 @@ def paired_p(arm: dict[int, float], reference: dict[int, float]) -> float | None
         warnings.simplefilter("ignore", RuntimeWarning)
         p = float(stats.ttest_rel([arm[s] for s in seeds], [reference[s] for s in seeds]).pvalue)
     return None if math.isnan(p) else p
+
+
+# -- seed-paired differences, equivalence, multiple comparisons --------------------------
+
+
+def paired_differences(arm: dict[int, float], reference: dict[int, float]) -> list[float]:
+    """arm - reference over the seeds both share, in seed order (the pairing of protocol §1)."""
+    return [arm[s] - reference[s] for s in sorted(set(arm) & set(reference))]
+
+
+@dataclass(frozen=True)
+class PairedDifference:
+    n: int  # pairs
+    mean: float
+    sd: float | None  # sample std of the differences; None when n < 2
+    ci: tuple[float, float] | None  # 95% t interval of the mean difference
+    boot_ci: tuple[float, float] | None  # 95% percentile bootstrap interval (a check on the t interval)
+    p: float | None  # two-sided paired t-test of "no difference"
+
+
+def _half_width(sd: float, n: int, q: float) -> float:
+    return float(stats.t.ppf(q, n - 1)) * sd / math.sqrt(n)
+
+
+def bootstrap_ci(values: Sequence[float], *, seed: int = 0, resamples: int = BOOTSTRAP_RESAMPLES) -> tuple[float, float]:
+    """Percentile bootstrap 95% interval of the mean; seeded, so a report is reproducible."""
+    xs = np.asarray(values, dtype=float)
+    rng = np.random.default_rng(seed)
+    means = xs[rng.integers(0, len(xs), size=(resamples, len(xs)))].mean(axis=1)
+    lo, hi = np.quantile(means, [0.025, 0.975])
+    return float(lo), float(hi)
+
+
+def paired_difference(diffs: Sequence[float], *, seed: int = 0) -> PairedDifference:
+    """The mean seed-paired difference with its t and bootstrap 95% intervals and paired t-test."""
+    xs = [float(d) for d in diffs]
+    n = len(xs)
+    if n == 0:
+        raise ValueError("no paired differences")
+    mean = sum(xs) / n
+    if n < 2:
+        return PairedDifference(n, mean, None, None, None, None)
+    sd = math.sqrt(sum((x - mean) ** 2 for x in xs) / (n - 1))
+    half = _half_width(sd, n, 0.975)
+    if sd == 0:  # every pair differs by the same amount: the test is decided by the sign alone
+        p = 1.0 if mean == 0 else 0.0
+    else:
+        p = float(2 * stats.t.sf(abs(mean) / (sd / math.sqrt(n)), n - 1))
+    return PairedDifference(n, mean, sd, (mean - half, mean + half), bootstrap_ci(xs, seed=seed), p)
+
+
+def tost_p(diff: PairedDifference, margin: float) -> float | None:
+    """p-value of the two one-sided t-tests of equivalence within ±`margin` (the larger of
+    the two: both "difference ≤ -margin" and "difference ≥ margin" must be rejected)."""
+    if margin <= 0:
+        raise ValueError(f"equivalence margin must be positive, got {margin}")
+    if diff.sd is None:
+        return None
+    if diff.sd == 0:
+        return 0.0 if abs(diff.mean) < margin else 1.0
+    se = diff.sd / math.sqrt(diff.n)
+    lower = float(stats.t.sf((diff.mean + margin) / se, diff.n - 1))  # H0: difference <= -margin
+    upper = float(stats.t.cdf((diff.mean - margin) / se, diff.n - 1))  # H0: difference >= +margin
+    return max(lower, upper)
+
+
+def holm(pvalues: Sequence[float | None]) -> list[float | None]:
+    """Holm's step-down adjusted p-values (None entries are not tests and stay None):
+    the i-th smallest of m p-values becomes max over j <= i of min(1, (m - j + 1) p_(j))."""
+    tested = sorted((p, i) for i, p in enumerate(pvalues) if p is not None)
+    m = len(tested)
+    out: list[float | None] = [None] * len(pvalues)
+    running = 0.0
+    for rank, (p, i) in enumerate(tested):
+        running = max(running, min(1.0, (m - rank) * p))
+        out[i] = running
+    return out
+
+
+def resolvable_margin(sd: float, n: int, *, alpha: float = ALPHA, power: float = POWER) -> float:
+    """The equivalence margin n pairs with spread `sd` show with probability `power` when the
+    arms are truly equal: (t(1-α, n-1) + t(1-(1-power)/2, n-1)) · sd / √n."""
+    return (_half_width(sd, n, 1 - alpha) + _half_width(sd, n, 1 - (1 - power) / 2)) if n >= 2 else math.inf
+
+
+def seeds_needed(sd: float, margin: float, *, alpha: float = ALPHA, power: float = POWER) -> int | None:
+    """The fewest paired seeds whose `resolvable_margin` is at most `margin`; None beyond `MAX_SEEDS`."""
+    if sd == 0:
+        return 2
+    n = 2
+    while resolvable_margin(sd, n, alpha=alpha, power=power) > margin:
+        n = n + 1 if n < 100 else int(n * 1.05) + 1
+        if n > MAX_SEEDS:
+            return None
+    return n

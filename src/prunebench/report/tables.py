@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import statistics
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from prunebench.experiment import ARMS
+from prunebench.measure.latency import NOISY_IQR
 from prunebench.report.stats import Comparison, Summary, paired_p, summarize, welch
+from prunebench.report.verdict import DEFAULT_MARGIN, ArmVerdict, judge
 
 ARM_LABELS = {
     "unpruned": "Unpruned",
@@ -15,6 +18,10 @@ ARM_LABELS = {
     "pruned_no_ft": "Pruned, no fine-tune",
     "pruned_no_ft_bnrecal": "Pruned, no fine-tune, BN recalibrated",
     "finetuned": "Fine-tuned",
+    "finetune_long": "Fine-tuned for the Scratch-E epochs",
+    "lr_rewind": "LR rewinding",
+    "weight_rewind": "Weight rewinding",
+    "random_layerwise": "Random pruning, method's layer-wise amounts, fine-tuned",
     "scratch_e": "Scratch-E",
     "scratch_b": "Scratch-B",
     "uniform_scratch": "Uniform width, scratch",
@@ -29,6 +36,7 @@ PAPER_ARMS = ("unpruned", "finetuned", "scratch_e", "scratch_b")
 COMPARED = (  # tested against fine-tuned
     "scratch_e", "scratch_b", "uniform_scratch", "uniform_sparse_scratch", "guided_scratch",
     "guided_sparse_scratch", "transferred_guided_scratch",
+    "finetune_long", "lr_rewind", "weight_rewind", "random_layerwise",  # report/verdict.py's baselines
 )  # fmt: skip
 
 
@@ -89,6 +97,7 @@ class MethodTable:
     method: str
     primary: str  # what the accuracy column is
     arms: list[ArmStats]
+    verdicts: list[ArmVerdict] = field(default_factory=list)  # arms vs fine-tuned (report/verdict.py)
 
     def arm(self, name: str) -> ArmStats | None:
         return next((a for a in self.arms if a.arm == name), None)
@@ -119,8 +128,18 @@ def build_tables(rows: list[dict[str, Any]], experiments: dict[str, dict[str, An
                 ratio=_mean([r["flops_ratio"] for r in rs]) or (unpruned_flops / flops if unpruned_flops and flops else None),
             ))  # fmt: skip
         model = f"{preset['model']['variant']}" + (f" x{preset['model']['width_mult']:g}" if preset["model"]["width_mult"] != 1 else "")
-        tables.append(MethodTable(exp, preset["data"]["name"], model, method, primary, out))
+        margin = (preset.get("compare") or {}).get("margin", DEFAULT_MARGIN)
+        tables.append(MethodTable(exp, preset["data"]["name"], model, method, primary, out, _verdicts(arms, margin)))
     return tables
+
+
+def _verdicts(arms: dict[str, list[dict[str, Any]]], margin: float) -> list[ArmVerdict]:
+    """The arms tested against fine-tuned, judged together (one Holm family per method)."""
+    if "finetuned" not in arms:
+        return []
+    acc = {a: {r["seed"]: r["primary_acc"] for r in arms[a]} for a in sorted(arms, key=arm_order)
+           if (reference_arm(a) or ("",))[0] == "finetuned"}  # fmt: skip
+    return judge(acc, {r["seed"]: r["primary_acc"] for r in arms["finetuned"]}, {a: arm_label(a) for a in acc}, margin)
 
 
 def _compare(arm: str, arms: dict[str, list[dict[str, Any]]]) -> Comparison | None:
@@ -131,6 +150,23 @@ def _compare(arm: str, arms: dict[str, list[dict[str, Any]]]) -> Comparison | No
     result = welch([r["primary_acc"] for r in ours], [r["primary_acc"] for r in theirs], label=ref[1])
     p = paired_p({r["seed"]: r["primary_acc"] for r in ours}, {r["seed"]: r["primary_acc"] for r in theirs})
     return result if p is None else Comparison(result.p, f"{result.verdict}; seed-paired p = {p:.3g}")
+
+
+def seed_coverage(tables: list[MethodTable], planned: list[int]) -> str:
+    """Which seeds the numbers of `tables` come from, said against the seeds the last run planned:
+    finished seeds of an earlier run with more seeds are used too (and named), never dropped."""
+    finished = sorted({r["seed"] for t in tables for a in t.arms for r in a.rows})
+    extra = [s for s in finished if s not in planned]
+    pending = [s for s in planned if s not in finished]
+    text = f"Seeds in these numbers: {', '.join(map(str, finished)) or 'none'}"
+    if extra:
+        text += (
+            f" (the last run planned {', '.join(map(str, planned))}; "
+            f"{', '.join(map(str, extra))} finished in an earlier run and are included)"
+        )
+    if pending:
+        text += f"; planned, no finished result yet: {', '.join(map(str, pending))}"
+    return text + "; n in each cell counts that arm's finished runs"
 
 
 # -- formatting ---------------------------------------------------------------------------
@@ -166,14 +202,47 @@ def markdown_table(t: MethodTable) -> str:
         vs = a.vs_reference.verdict if a.vs_reference else ""
         lines.append(
             f"| {arm_label(a.arm)} | {pct(a.acc)} | {ci(a.acc)} | {vs} | {num(a.params)} | {num(a.flops)} {a.flops_mode.split(' ')[0]} | "
-            f"{f'{a.ratio:.2f}x' if a.ratio else '–'} | {f'{a.latency_ms:.3f}' if a.latency_ms else '–'} | "
+            f"{f'{a.ratio:.2f}x' if a.ratio else '–'} | {latency_cell(a)} | "
             f"{f'{a.epochs:.3g}' if a.epochs is not None else '–'} | {num(a.training_flops)} | "
             f"{f'{a.wall_s:.1f}' if a.wall_s is not None else '–'} | {pct(a.compat)} |"
         )
     modes = sorted({a.flops_mode for a in t.arms if a.flops_mode})
     if modes:
         lines += ["", "FLOPs per image: " + "; ".join(modes) + "."]
+    lines += latency_notes(t)
     return "\n".join(lines)
+
+
+def _latencies(a: ArmStats) -> list[dict[str, Any]]:
+    return [lat for r in a.rows if isinstance(lat := (r.get("arch") or {}).get("latency"), dict)]
+
+
+def latency_cell(a: ArmStats) -> str:
+    """Median ± IQR over the arm's runs (median of medians, mean IQR); `†` = a masked model timed
+    dense; `noisy` when any run's spread was too wide to trust."""
+    lats = _latencies(a)
+    if not lats:
+        return f"{a.latency_ms:.3f}" if a.latency_ms else "–"
+    median = statistics.median(x["median_ms"] for x in lats)
+    iqr = sum(x["iqr_ms"] for x in lats) / len(lats)
+    flags = (" †" if any(x.get("dense") for x in lats) else "") + (" noisy" if any(x["noisy"] for x in lats) else "")
+    return f"{median:.3f} ± {iqr:.3f}{flags}"
+
+
+def latency_notes(t: MethodTable) -> list[str]:
+    lats = [x for a in t.arms for x in _latencies(a)]
+    if not lats:
+        return []
+    notes = [f"Latency: forward time of one batch of {lats[0]['batch_size']} on the CPU "
+             f"({lats[0]['threads']} thread(s)), median ± interquartile range of torch.utils.benchmark blocks, "
+             "measured when the stage finished."]  # fmt: skip
+    if any(x.get("dense") for x in lats):
+        notes.append("† Masked model, timed as the dense network it runs as: unstructured sparsity is not "
+                     "accelerated here, so its latency shows no speed-up and none should be read into it.")  # fmt: skip
+    if any(x["noisy"] for x in lats):
+        notes.append(f"noisy: the spread stayed above {NOISY_IQR:.0%} of the median (a loaded machine); "
+                     "do not compare those latencies.")  # fmt: skip
+    return ["", " ".join(notes)]
 
 
 def paper_table(tables: list[MethodTable]) -> str:

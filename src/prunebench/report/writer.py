@@ -15,9 +15,14 @@ import prunebench
 from prunebench.errors import PrunebenchError
 from prunebench.experiment import Store
 from prunebench.experiment.store import BACKWARD_MULTIPLIER, STORE_FILE
-from prunebench.report.plots import sparsity_plot, tradeoff_plots, weight_histogram_plot, width_plot
+from prunebench.outputs import atomic_write_text
+from prunebench.report.curves import curve_plots
+from prunebench.report.gamma import gamma_section
+from prunebench.report.html import write_html
+from prunebench.report.plots import curves_plot, sparsity_plot, tradeoff_plots, weight_histogram_plot, width_plot
 from prunebench.report.stats import ALPHA
-from prunebench.report.tables import MethodTable, build_tables, latex_table, markdown_table, paper_table
+from prunebench.report.tables import MethodTable, build_tables, latex_table, markdown_table, paper_table, seed_coverage
+from prunebench.report.verdict import verdict_latex, verdict_section
 
 REPORT_FILE = "report.md"
 
@@ -30,11 +35,11 @@ def _load(exp_dir: Path) -> tuple[dict[str, Any], list[MethodTable], list[dict[s
         experiments = {e["name"]: e for e in store.experiments()}
         rows = store.rows()
         stages = [store.stage(sid) for sid in store.status()]
+        if not rows:  # before any file is (re)written: an empty store never blanks the old results
+            raise PrunebenchError(f"{exp_dir}: no finished results yet; run the experiment first")
         store.export(exp_dir)
     finally:
         store.close()
-    if not rows:
-        raise PrunebenchError(f"{exp_dir}: no finished results yet; run the experiment first")
     return experiments, build_tables(rows, experiments), stages
 
 
@@ -48,19 +53,23 @@ def write_report(exp_dir: str | Path) -> Path:
     exp_dir = Path(exp_dir)
     experiments, tables, stages = _load(exp_dir)
     md = [f"# prunebench report: {', '.join(experiments)}", ""]
-    md += _method_notes()
     md += ["## Summary (the paper's layout)", "", paper_table(tables), ""]
+    md += verdict_section(tables)  # which arms beat, match or lose to fine-tuned (report/verdict.py)
+    md += _method_notes()
     for exp in experiments:
         ours = [t for t in tables if t.experiment == exp]
         if not ours:
             continue
-        md += _experiment_section(exp, experiments[exp]["preset"], ours, exp_dir)
+        md += _experiment_section(exp, experiments[exp]["preset"], ours, exp_dir, stages)
     md += _provenance(experiments, stages)
-    (exp_dir / "report.tex").write_text(
-        "% prunebench: mean (sample std) of the primary accuracy, %\n" + latex_table(tables) + "\n"
+    # every file goes through a temp name: a full disk mid-write leaves the previous report intact
+    atomic_write_text(
+        exp_dir / "report.tex", "% prunebench: mean (sample std) of the primary accuracy, %\n" + latex_table(tables) + "\n"
+        + (f"\n% every arm against fine-tuned: paired difference, points\n{v}\n" if (v := verdict_latex(tables)) else "")
     )
     path = exp_dir / REPORT_FILE
-    path.write_text("\n".join(md) + "\n")
+    atomic_write_text(path, "\n".join(md) + "\n")
+    write_html(exp_dir, md, title=md[0].lstrip("# "))  # report.html: the same content, plots inlined
     return path
 
 
@@ -78,23 +87,39 @@ def _method_notes() -> list[str]:
     ]
 
 
-def _experiment_section(exp: str, preset: dict[str, Any], tables: list[MethodTable], exp_dir: Path) -> list[str]:
+def _experiment_section(
+    exp: str, preset: dict[str, Any], tables: list[MethodTable], exp_dir: Path, stages: list[dict[str, Any]]
+) -> list[str]:
     md = [f"## {exp}", ""]
     if preset.get("description"):
         md += [preset["description"], ""]
-    md += [f"Primary number: {tables[0].primary}. Seeds: {preset['seeds']}.", ""]
+    md += [f"Primary number: {tables[0].primary}. {seed_coverage(tables, preset['seeds'])}.", ""]
     for note in preset.get("notes") or []:
         md.append(f"- {note}")
     md.append("")
     for t in tables:
         md += [f"### {t.dataset} / {t.model} / {t.method}", "", markdown_table(t), ""]
         histograms = weight_histogram_plot(t, exp_dir) if preset.get("weight_histograms") else None
-        for plot in (width_plot(t, exp_dir), sparsity_plot(t, exp_dir), histograms):
+        curves = curves_plot(t, exp_dir, _stage_metrics(exp_dir, t))
+        for plot in (curves, width_plot(t, exp_dir), sparsity_plot(t, exp_dir), histograms):
             if plot:
                 md += [f"![{plot.stem}]({plot.name})", ""]
-    for plot in tradeoff_plots(tables, exp_dir, exp):
+        md += gamma_section(t, exp_dir, stages)  # slimming: |γ| before/after sparsity training
+    families = {m["label"]: m.get("curve") or m["name"] for m in preset.get("methods") or []}
+    for plot in tradeoff_plots(tables, exp_dir, exp, families):
+        md += [f"![{plot.stem}]({plot.name})", ""]
+    for plot in curve_plots(tables, exp_dir, exp, preset.get("methods") or []):  # `amounts = [...]`: 95% CI bands
         md += [f"![{plot.stem}]({plot.name})", ""]
     return md
+
+
+def _stage_metrics(exp_dir: Path, t: MethodTable) -> dict[str, list[dict[str, Any]]]:
+    """The per-epoch metrics the store holds for every stage of `t`'s arms (for the training curves)."""
+    store = Store.open(exp_dir)
+    try:
+        return {r["stage_id"]: store.metrics(r["stage_id"]) for a in t.arms for r in a.rows}
+    finally:
+        store.close()
 
 
 def _provenance(experiments: dict[str, dict[str, Any]], stages: list[dict[str, Any]]) -> list[str]:
@@ -104,7 +129,7 @@ def _provenance(experiments: dict[str, dict[str, Any]], stages: list[dict[str, A
         f"scipy {scipy.__version__}, Python {sys.version.split()[0]} on {platform.platform()}."
     )
     for name, e in experiments.items():
-        md.append(f"- {name}: preset `{e['file']}`, seeds {e['preset']['seeds']}")
+        md.append(f"- {name}: preset `{e['file']}`, seeds planned by the last run {e['preset']['seeds']}")
     md += ["", "| Stage hash | Folder | Seed | Status | Style |", "|---|---|---|---|---|"]
     for s in sorted(stages, key=lambda s: (s["dir"], s["seed"] or 0)):
         md.append(f"| `{s['id']}` | {s['dir']} | {s['seed']} | {s['status']} | {s['style'] or ''} |")

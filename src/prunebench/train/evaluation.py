@@ -1,4 +1,9 @@
-"""Accuracy (and loss) of a model on a set of images, in eval mode."""
+"""Accuracy (and loss) of a model on a set of images, in eval mode and always in fp32.
+
+Training may run under bf16 autocast, but every accuracy prunebench reports (per epoch,
+in `train`'s result, in `eval`, in the report) is computed here in fp32, so that one
+checkpoint has one accuracy whichever command measured it.
+"""
 
 from __future__ import annotations
 
@@ -20,7 +25,7 @@ def evaluate_loss_acc(
     batch_size: int = 512,
 ) -> tuple[float, float]:
     """Mean cross-entropy and accuracy of `model` (already on `speed.device`) on uint8 images `x`,
-    with the run's precision and memory format."""
+    in fp32 (the run's bf16 setting is deliberately ignored) and the run's memory format."""
     was_training = model.training
     model.eval()
     loss_sum = torch.zeros((), dtype=torch.float64, device=speed.device)
@@ -28,8 +33,7 @@ def evaluate_loss_acc(
     with torch.no_grad():
         for xb, yb in batches(x, y, info=info, batch_size=batch_size, train=False, device=speed.device,
                               channels_last=speed.channels_last):
-            with speed.autocast():
-                logits = model(xb)
+            logits = model(xb)
             loss_sum += F.cross_entropy(logits.float(), yb, reduction="sum").double()
             correct += (logits.argmax(1) == yb).sum()
     model.train(was_training)

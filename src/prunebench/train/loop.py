@@ -18,6 +18,7 @@ from prunebench.errors import PrunebenchError
 from prunebench.train.callbacks import Callback, MaskCallback, TrainContext
 from prunebench.train.checkpoint import Masks, load_into, read_checkpoint, recover_dir, save_model
 from prunebench.train.evaluation import evaluate_loss_acc
+from prunebench.train.loggers import EpochLineCallback, TensorBoardCallback, wants_epoch_lines
 from prunebench.train.monitors import (
     BEST_DIR,
     CheckpointCallback,
@@ -29,6 +30,7 @@ from prunebench.train.recipe import Recipe
 from prunebench.train.result import RESULT_FILE, TrainResult
 from prunebench.train.seeding import epoch_generator, seed_everything
 from prunebench.train.speed import resolve_speed
+from prunebench.train.threads import adapt_threads
 from prunebench.train.state import STATE_DIR, check_same_run, restore_state, run_identity
 
 FINAL_DIR = "final"
@@ -47,13 +49,15 @@ def train(
     progress: bool | None = None,
     eval_test: bool = True,
     test_every_epoch: bool = False,
+    tensorboard: bool = True,
 ) -> TrainResult:
     """Train `model` (a zoo model, built by the caller after `seed_everything(seed)`) in place.
 
     Resumes from `out_dir/state/` when present; when `out_dir/result.json` exists the run
     is finished: its final weights are loaded into `model` and the stored result returned.
     `masks` (parameter name -> bool) are applied at the start and kept exactly zero.
-    `progress=None` shows a bar only on a terminal.
+    `progress=None` shows a bar only on a terminal, and one line per epoch on stderr elsewhere.
+    `tensorboard` writes per-epoch loss, accuracy and LR scalars into `out_dir`.
     """
     out_dir = Path(out_dir)
     speed = resolve_speed(recipe, device)
@@ -66,6 +70,7 @@ def train(
         nesterov=recipe.nesterov, weight_decay=recipe.weight_decay,
     )
     progress_cb = ProgressCallback(progress)
+    tb_cb = TensorBoardCallback() if tensorboard else None
     all_callbacks: list[Callback] = [
         *callbacks,
         *([MaskCallback(masks)] if masks else []),
@@ -73,6 +78,8 @@ def train(
         MetricsLogCallback(test_every_epoch),
         CheckpointCallback(),
         progress_cb,
+        *([tb_cb] if tb_cb else []),
+        *([EpochLineCallback()] if wants_epoch_lines(progress) else []),
     ]
     ctx = TrainContext(
         model=model, optimizer=optimizer, recipe=recipe, out_dir=out_dir, splits=splits, seed=seed,
@@ -93,7 +100,10 @@ def train(
         for cb in all_callbacks:
             cb.on_train_start(ctx)
         while ctx.epoch < recipe.epochs:
+            threads = adapt_threads()  # under a thread policy: re-check the free cores (train/threads.py)
             _run_epoch(ctx, forward, train_x, train_y)
+            if threads is not None:
+                ctx.metrics["threads"] = threads
             for cb in all_callbacks:
                 cb.on_epoch_end(ctx)
             ctx.epoch += 1
@@ -101,6 +111,8 @@ def train(
             cb.on_train_end(ctx)
     finally:
         progress_cb.close()
+        if tb_cb:
+            tb_cb.close()
     return _finish(ctx, eval_test)
 
 

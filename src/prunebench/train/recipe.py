@@ -22,6 +22,21 @@ def _whole(what: str, value: Any) -> int:
     return int(value)
 
 
+def fraction_milestones(epochs: int, fractions: tuple[float, ...] | list[float]) -> dict[int, int]:
+    """Milestones at fractions of a run of `epochs`: {index of the fraction: epoch int(f * epochs)}.
+
+    A milestone that rounds down to epoch 0, or onto the epoch of an earlier one, is dropped:
+    a run too short for its schedule (the default 0.5, 0.75 with 1 or 2 epochs) then trains
+    at the LR it asks for instead of starting at, or jumping to, LR x gamma^2.
+    """
+    kept: dict[int, int] = {}
+    for i, f in enumerate(fractions):
+        epoch = int(f * epochs)
+        if epoch > 0 and epoch not in kept.values():
+            kept[i] = epoch
+    return kept
+
+
 @dataclass(frozen=True)
 class Recipe:
     """How a model is trained.
@@ -81,10 +96,18 @@ class Recipe:
 
     @classmethod
     def from_fractions(cls, epochs: int, fractions: tuple[float, ...] | list[float], **kw: Any) -> "Recipe":
-        """A recipe whose milestones are given as fractions of the run (0.5 -> epoch int(0.5*epochs))."""
+        """A recipe whose milestones are given as fractions of the run (0.5 -> epoch int(0.5*epochs));
+        see `fraction_milestones` for the ones a short run drops. `lr_multipliers`, if given,
+        has one value per fraction and loses those of the dropped milestones."""
         if any(not 0 <= f <= 1 for f in fractions):
             raise ConfigError(f"recipe: milestone fractions must be in [0, 1], got {list(fractions)}")
-        return cls(epochs=epochs, milestones=tuple(int(f * epochs) for f in fractions), **kw)
+        kept = fraction_milestones(epochs, fractions)
+        multipliers = kw.pop("lr_multipliers", None)
+        if multipliers is not None:
+            if len(multipliers) != len(fractions):
+                raise ConfigError(f"recipe: {len(multipliers)} lr_multipliers for {len(fractions)} milestone fractions")
+            multipliers = tuple(multipliers[i] for i in kept)
+        return cls(epochs=epochs, milestones=tuple(kept.values()), lr_multipliers=multipliers, **kw)
 
     def lr_at(self, epoch: int) -> float:
         """The learning rate used throughout (0-based) epoch `epoch`."""

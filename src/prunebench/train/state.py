@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +25,60 @@ from prunebench.train.seeding import rng_state, set_rng_state
 STATE_DIR = "state"
 STATE_FILE = "train_state.pt"
 _SHOWN = {"split_hash": "data split"}
-_REQUIRED = {"next_epoch", "step", "images_seen", "elapsed_s", "best_val_acc", "best_epoch", "history",
-             "seed", "split_hash", "recipe", "optimizer", "callbacks", "rng"}
+
+
+
+def _count(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _optimizer(v: Any) -> bool:
+    return isinstance(v, dict) and isinstance(v.get("state"), dict) and isinstance(v.get("param_groups"), list)
+
+
+def _rng(v: Any) -> bool:
+    return (
+        isinstance(v, dict) and isinstance(v.get("python"), list | tuple) and len(v["python"]) == 3
+        and isinstance(v.get("numpy"), list | tuple) and len(v["numpy"]) == 5
+        and isinstance(v.get("torch"), torch.Tensor) and v["torch"].dtype == torch.uint8
+    )  # fmt: skip
+
+
+#: What each key of a saved state must be (a file that unpickles safely may still hold anything).
+_SHAPE: dict[str, tuple[str, Callable[[Any], bool]]] = {
+    "next_epoch": ("a count", _count),
+    "step": ("a count", _count),
+    "images_seen": ("a count", _count),
+    "elapsed_s": ("a number", lambda v: _number(v) and v >= 0),
+    "best_val_acc": ("a number or None", lambda v: v is None or _number(v)),
+    "best_epoch": ("a count or None", lambda v: v is None or _count(v)),
+    "history": ("a list of dicts", lambda v: isinstance(v, list) and all(isinstance(h, dict) for h in v)),
+    "seed": ("an integer", lambda v: isinstance(v, int) and not isinstance(v, bool)),
+    "split_hash": ("a string or None", lambda v: v is None or isinstance(v, str)),
+    "recipe": ("a dict", lambda v: isinstance(v, dict)),
+    "optimizer": ("an optimizer state", _optimizer),
+    "callbacks": ("a dict", lambda v: isinstance(v, dict)),
+    "rng": ("RNG states", _rng),
+}
+_REQUIRED = set(_SHAPE)
+
+
+def read_train_state(path: Path) -> dict[str, Any]:
+    """Load `train_state.pt` and check its structure: any mismatch is one CheckpointError naming the file."""
+    state = read_torch_state(path)
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: not a training state (a {type(state).__name__}, not a dict)")
+    missing = _REQUIRED - set(state)
+    if missing:
+        raise CheckpointError(f"{path}: not a training state (missing {', '.join(sorted(missing))})")
+    for key, (what, ok) in _SHAPE.items():
+        if not ok(state[key]):
+            raise CheckpointError(f"{path}: not a training state ({key} should be {what}, got {type(state[key]).__name__})")
+    return state
 
 
 def run_identity(ctx: TrainContext) -> dict[str, Any]:
@@ -76,13 +130,18 @@ def _same_masks(a: Masks | None, b: Masks | None) -> bool:
 
 def restore_state(ctx: TrainContext, state_dir: Path) -> None:
     """Load a saved state into `ctx` (model, optimizer, counters, callbacks, RNG), checking it is the same run."""
-    state = read_torch_state(state_dir / STATE_FILE)
-    missing = _REQUIRED - set(state) if isinstance(state, dict) else _REQUIRED
-    if missing:
-        raise CheckpointError(f"{state_dir / STATE_FILE}: not a training state (missing {', '.join(sorted(missing))})")
+    path = state_dir / STATE_FILE
+    state = read_train_state(path)
     ckpt = read_checkpoint(state_dir, expected_spec=getattr(ctx.model, "spec", None))
     check_same_run(state_dir, state, ckpt.masks, ctx)
     load_into(ctx.model, ckpt)
+    try:  # the parts torch and the callbacks interpret: their own errors, made one line naming the file
+        _restore_parts(ctx, state)
+    except (ValueError, TypeError, KeyError, IndexError, RuntimeError) as e:
+        raise CheckpointError(f"{path}: not a usable training state ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+
+
+def _restore_parts(ctx: TrainContext, state: dict[str, Any]) -> None:
     ctx.optimizer.load_state_dict(state["optimizer"])
     ctx.epoch = state["next_epoch"]
     ctx.step = state["step"]
