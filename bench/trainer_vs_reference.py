@@ -27,7 +27,6 @@ net: its own data set's shape), so no download is needed.  Prints Markdown table
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import statistics
 import tempfile
 import time
@@ -62,20 +61,21 @@ class Case:
     precision: str  # prunebench's default for this model ("auto", or the demo preset's choice)
 
 
-def cases(names: list[str], n_train: int, n_test: int) -> list[Case]:
+def cases(names: list[str], n_train: int, n_test: int, batch: int | None) -> list[Case]:
+    """The models to compare; `batch` overrides every model's batch size."""
     out = []
     for name in names:
         if name == "demo":  # read late: the demo preset is tuned by others
             preset = load_preset("demo")
             info = dataset_info(preset.data.name)
-            splits = synthetic_like(info, n_train, n_test)
-            spec = variant(preset.model.variant, info, width_mult=preset.model.width_mult)
             r = preset.large
+            splits = synthetic_like(info, max(n_train, 4 * (batch or r.batch_size)), n_test)  # >= 4 steps an epoch
+            spec = variant(preset.model.variant, info, width_mult=preset.model.width_mult)
             label = f"demo ({preset.model.variant} x{preset.model.width_mult:g}, {info.name} shape)"
-            out.append(Case(label, spec, splits, r.batch_size, r.lr, r.precision))
+            out.append(Case(label, spec, splits, batch or r.batch_size, r.lr, r.precision))
         else:
             splits = synthetic_cifar(n_train, n_test)
-            out.append(Case(name, variant(name, splits.info), splits, 64, 0.1, "auto"))
+            out.append(Case(name, variant(name, splits.info), splits, batch or 64, 0.1, "auto"))
     return out
 
 
@@ -233,16 +233,16 @@ def main() -> None:
     peaks = {"fp32": conv_peak(False, 1 if args.smoke else 5), "bf16": conv_peak(True, 1 if args.smoke else 5)}
     print(f"conv peak (3x3, 256 ch, 16x16, batch 64, fwd + bwd): fp32 {peaks['fp32']:.0f} GFLOP/s, "
           f"bf16 + channels_last {peaks['bf16']:.0f} GFLOP/s, {args.threads} thread(s)\n")
-    print(f"{args.train} training + {args.test} test images per epoch, {args.epochs} epoch(s) per run, "
+    print(f"{args.train} training images (the demo: at least 4 of its batches) + {args.test} test images per epoch, {args.epochs} epoch(s) per run, "
           f"{args.rounds} alternating round(s); img/s = batch / median step-to-step time (data, forward, "
           "backward, step); whole epoch = training + test pass + the trainer's per-epoch writes, best round\n")
     print("| model | prunebench default | reference img/s | prunebench img/s | ratio | % of peak | "
           "prunebench fp32 img/s | ratio fp32 | % of fp32 peak | reference % of fp32 peak "
           "| whole epoch img/s: reference | prunebench | prunebench fp32 |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for case in cases(args.models.split(","), args.train, args.test):
-        if args.batch_size:
-            case = dataclasses.replace(case, batch_size=args.batch_size)
+    for case in cases(args.models.split(","), args.train, args.test, args.batch_size):
+        if len(case.splits.train_y) < 3 * case.batch_size:
+            raise SystemExit(f"{case.label}: --train must give at least 3 steps an epoch (batch {case.batch_size})")
         resolved = "bf16" if case.precision == "auto" and cpu_has_bf16() else case.precision
         runs: dict[str, Callable[[], tuple[list[float], float]]] = {
             "reference": lambda: reference_epochs(case, args.epochs),  # noqa: B023
@@ -257,7 +257,7 @@ def main() -> None:
                 intervals[key] += steps
                 epoch[key] = min(epoch.get(key, float("inf")), seconds)
         rate = {k: case.batch_size / statistics.median(v) for k, v in intervals.items()}
-        epoch_rate = {k: args.train / v for k, v in epoch.items()}
+        epoch_rate = {k: len(case.splits.train_y) / v for k, v in epoch.items()}
         train_gflop = 3 * 2 * count_flops(case.spec.build()).macs / 1e9  # type: ignore[attr-defined]
         share = {k: 100 * rate[k] * train_gflop / peaks["bf16" if k == "default" and resolved == "bf16" else "fp32"]
                  for k in rate}  # fmt: skip

@@ -80,12 +80,13 @@ PRESETS: dict[str, str | bytes] = {
     "zero-batch.toml": _edit("lr = 0.05", "lr = 0.05\nbatch_size = 0"),
     "huge-batch.toml": _edit("lr = 0.05", "lr = 0.05\nbatch_size = 1000000000"),
     "negative-split-seed.toml": _edit("test_subset = 100", "test_subset = 100\nsplit_seed = -3"),
-    "name-dotdot.toml": _edit('name = "tiny"', 'name = "../../escaped"'),
-    "name-absolute.toml": _edit('name = "tiny"', 'name = "/tmp/escaped"'),
+    # {escape}: a folder next to the sandbox (the fixture fills it in); nothing may appear there
+    "name-dotdot.toml": _edit('name = "tiny"', 'name = "../../{escape_name}"'),
+    "name-absolute.toml": _edit('name = "tiny"', 'name = "{escape}"'),
     "name-slash.toml": _edit('name = "tiny"', 'name = "a/b"'),
     "name-dots.toml": _edit('name = "tiny"', 'name = ".."'),
     "magnitude-work-dir.toml": _edit('name = "l1norm"\noptions = { ratio = 0.5 }',
-                                     'name = "magnitude"\noptions = { ratio = 0.5, work_dir = "/tmp/escaped" }'),
+                                     'name = "magnitude"\noptions = { percent = 0.5, work_dir = "{escape}" }'),
 }
 
 TRAIN = ["train", "--arch", "vgg11", "--dataset", "fashion-mnist", "--epochs", "1", "--train-subset", "100",
@@ -147,7 +148,7 @@ CASES: dict[str, list[str]] = {
     "prune-seed-negative": [*PRUNE, "--ratio", "0.5", "--seed", "-4"],
     "prune-recal-zero": [*PRUNE, "--ratio", "0.5", "--recal-batches", "0"],
     "prune-work-dir-option": ["prune", "--method", "magnitude", "--checkpoint", "large", "--out", "pruned",
-                              "--option", "work_dir=/tmp/escaped"],  # fmt: skip
+                              "--option", "percent=0.5", "--option", "work_dir={escape}"],  # fmt: skip
     # prune: outputs
     "prune-out-is-a-file": ["prune", "--method", "l1norm", "--ratio", "0.5", "--checkpoint", "large", "--out", "file.txt"],
     "prune-out-file-force": ["prune", "--method", "l1norm", "--ratio", "0.5", "--checkpoint", "large", "--out", "file.txt",
@@ -228,10 +229,17 @@ def sandbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     seed_everything(0)
     save_model(tmp_path / "large", VGGSpec(cfg=(8, "M", 16), in_channels=1, input_size=8).build())
     for name, text in PRESETS.items():
+        if isinstance(text, str):
+            text = text.replace("{escape_name}", _escape(tmp_path).name).replace("{escape}", str(_escape(tmp_path)))
         (tmp_path / name).write_bytes(text if isinstance(text, bytes) else text.encode())
     _tar_bomb(tmp_path)
     _pickle_bombs(tmp_path)
     return tmp_path
+
+
+def _escape(sandbox: Path) -> Path:
+    """Where an escaping preset name or option would write: next to the sandbox, outside it."""
+    return sandbox.parent / f"{sandbox.name}-escaped"
 
 
 def _tree(root: Path) -> dict[str, str]:
@@ -247,6 +255,7 @@ def _check(rc: int, err: str, before: dict[str, str], root: Path) -> None:
     assert "Traceback" not in err, err
     assert len(err.strip().splitlines()) == 1, err
     assert _tree(root) == before  # nothing created, changed or removed
+    assert not _escape(root).exists()
 
 
 def test_the_base_preset_is_good(tmp_path: Path) -> None:
@@ -258,6 +267,7 @@ def test_the_base_preset_is_good(tmp_path: Path) -> None:
 @pytest.mark.parametrize("argv", list(CASES.values()), ids=list(CASES))
 def test_bad_input_is_one_line_and_changes_nothing(argv: list[str], sandbox: Path, capsys: pytest.CaptureFixture[str]) -> None:
     before = _tree(sandbox)
+    argv = [a.replace("{escape}", str(_escape(sandbox))) for a in argv]
     try:
         rc = main(argv)
     except SystemExit as e:  # argparse usage errors exit through the parser

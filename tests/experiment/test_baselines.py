@@ -13,7 +13,8 @@ import torch
 
 from conftest import SmallVGG
 from prunebench.errors import ConfigError
-from prunebench.experiment import Store, expand, parse_preset, run_experiment
+from prunebench.experiment import Store, expand, load_preset, parse_preset, run_experiment
+from prunebench.experiment.preset import preset_dir
 from prunebench.experiment.baselines import long_finetune_recipe, rewound_model, rewound_recipe
 from prunebench.experiment.resolve import recipe_of
 from prunebench.models import attached_spec
@@ -100,6 +101,14 @@ def test_plan_adds_each_arm_per_amount_and_seed_and_leaves_other_identities_alon
             assert by_id[s.upstream["pruned"]].seed == by_id[s.upstream["large"]].seed == s.seed
 
 
+@pytest.mark.parametrize(("name", "per_kind"), [("e1-l1-cifar10-vgg16-baselines", 25), ("e4-slimming-cifar10-vgg19-baselines", 15)])
+def test_full_scale_baseline_presets_plan_every_arm_at_every_amount(name: str, per_kind: int) -> None:
+    plan = expand(load_preset(name))  # 5 seeds x (VGG-16-A + 4 ratios) / (3 slimming ratios)
+    for kind in ("finetune", "finetune_long", "lr_rewind", "weight_rewind", "random_layerwise", "scratch_e", "scratch_b"):
+        assert sum(s.kind == kind for s in plan.stages) == per_kind, kind
+    assert all(s.config.get("rewind_epoch") == 20 for s in plan.stages if s.kind == "train_large")
+
+
 def test_preset_keys_are_checked() -> None:
     p = _preset()
     assert [m.label for m in p.methods] == ["l1@0.3", "l1@0.6"] and [m.amount for m in p.methods] == [0.3, 0.6]
@@ -184,8 +193,20 @@ def test_random_layerwise_keeps_exactly_the_method_s_per_layer_counts(small_vgg:
 # -- end to end ------------------------------------------------------------------------------------
 
 
+def _shipped_on_digits() -> Any:
+    """The shipped fmnist-baselines preset (its arms, margin, rewind epoch and budget) shrunk onto digits."""
+    raw = tomllib.loads((preset_dir() / "fmnist-baselines.toml").read_text())
+    assert raw["arms"]["weight_rewind"] and raw["arms"]["rewind_epoch"] == 1 and len(raw["methods"][0]["amounts"]) > 2
+    raw.update(seeds=[0], data={"name": "digits", "train_subset": 300, "test_subset": 100},
+               model={"variant": "resnet20", "width_mult": 0.25})  # fmt: skip
+    raw["methods"][0]["amounts"] = [0.3, 0.6]
+    raw["recipes"]["large"].update(epochs=2, batch_size=128)
+    raw["recipes"]["finetune"].update(batch_size=128)
+    return parse_preset(raw, "fmnist-baselines-on-digits.toml")
+
+
 def test_every_new_arm_runs_resumes_and_is_reported(tmp_path: Path) -> None:
-    preset = _preset(arms=NEW_ARMS).with_seeds(1)
+    preset = _shipped_on_digits()
     summary = run_experiment(preset, tmp_path, progress=False)
     assert summary.ran == summary.total
     again = run_experiment(preset, tmp_path, progress=False)  # skip-if-done
@@ -197,19 +218,19 @@ def test_every_new_arm_runs_resumes_and_is_reported(tmp_path: Path) -> None:
     finally:
         store.close()
     arms = {(r["method"], r["arm"]) for r in rows}
-    for method in ("l1@0.3", "l1@0.6"):
+    for method in ("l1norm@0.3", "l1norm@0.6"):
         for arm in ("finetuned", "finetune_long", "lr_rewind", "weight_rewind", "random_layerwise"):
             assert (method, arm) in arms
-    by_arm = {r["arm"]: r for r in rows if r["method"] == "l1@0.6" and r["seed"] == 0}
+    by_arm = {r["arm"]: r for r in rows if r["method"] == "l1norm@0.6" and r["seed"] == 0}
     assert by_arm["finetune_long"]["epochs"] == 2 and by_arm["lr_rewind"]["epochs"] == 1  # schedule from t = 1
     assert by_arm["random_layerwise"]["params_nonzero"] == by_arm["finetuned"]["params_nonzero"]
     large = [s for s in stages.values() if s["kind"] == "train_large"]
     assert all((tmp_path / "stages" / Path(s["dir"]).name / "epoch_1" / "weights.safetensors").is_file() for s in large)
     write_report(tmp_path)
     report = (tmp_path / "report.md").read_text()
-    assert "Verdicts against the pruning pipeline" in report and "**l1@0.6** vs fine-tuned" in report
+    assert "Verdicts against the pruning pipeline" in report and "**l1norm@0.6** vs fine-tuned" in report
     assert "Weight rewinding" in report and "curve-flops.png" in report
-    assert "Random pruning, method's layer-wise amounts" in (tmp_path / "report.tex").read_text()
+    assert "Random selection at the layer-wise amounts" in (tmp_path / "report.tex").read_text()
     exported = json.loads((tmp_path / "results.json").read_text())
     assert {"lr_rewind", "weight_rewind", "random_layerwise", "finetune_long"} <= {r["arm"] for r in exported}
     assert "weight_rewind" in (tmp_path / "results.csv").read_text()

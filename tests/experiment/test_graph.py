@@ -54,7 +54,10 @@ EXPECTED = {
         "transferred_guided_scratch": 15,
     },  # fmt: skip
     **{
-        f"e11-lottery-unstructured-cifar10-{net}": {"train_large": 5, "prune": 10, "winning_ticket": 20, "random_ticket": 20}
+        # one-shot at 5 matched sparsities + Han-style iterative; IMP rounds 2-5 per ticket LR (round 1 = one-shot 20%)
+        f"e11-lottery-unstructured-cifar10-{net}": {
+            "train_large": 5, "prune": 30, "winning_ticket": 100, "random_ticket": 100, "imp_prune": 40,
+        }  # fmt: skip
         for net in ("vgg16", "resnet50")
     },
     "e12-lottery-structured-cifar10-vgg16": {"train_large": 5, "prune": 5, "winning_ticket": 10, "random_ticket": 10},

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from prunebench.errors import ConfigError
-from prunebench.experiment import Store, expand, parse_preset, run_experiment
+from prunebench.experiment import expand, parse_preset, run_experiment
 from prunebench.experiment.stages import PRUNED_DIR, STAGES_DIR
 from prunebench.train import load_model
 

@@ -181,7 +181,7 @@ def test_transferred_sparsity_from_a_mask_source(tmp_path: Path) -> None:
     store.close()
     assert row["style"] == "mask"
     # the source's per-stage densities, re-sampled onto the same network: every conv follows its stage
-    src_dir = tmp_path / "exp" / "stages" / f"prune-{row['upstream']['source_pruned'][:12]}" / "pruned"
+    src_dir = next((tmp_path / "exp" / "stages").glob(f"prune-*{row['upstream']['source_pruned'][:12]}")) / "pruned"
     densities, _ = stage_sparsity(load_model(src_dir)[2]["info"])
     stages = conv_stages(spec_from_dict(row["arch"]["spec"]).build())
     assert len(set(stages.values())) == len(densities) > 1

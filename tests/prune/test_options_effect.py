@@ -9,7 +9,6 @@ fast it runs: they must leave the result as it is.  A new option without a case 
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import functools
 import importlib
@@ -36,8 +35,8 @@ RESNET = CifarResNetSpec.uniform(1, planes=(8, 16, 32), in_channels=1, input_siz
 MODELS: dict[str, Callable[[], Any]] = {
     "vgg": lambda: VGG,
     "resnet": lambda: RESNET,
-    "resnet56": lambda: variant("resnet56", num_classes=10, in_channels=1, input_size=8),
-    # the named ImageNet targets are full-width VGG-16 prunings: planned (per-layer keep counts), not run
+    "resnet56-plan": lambda: variant("resnet56", num_classes=10, in_channels=1, input_size=8),
+    # named targets of full-width nets: planned (per-layer keep counts), not run
     "vgg16-plan": lambda: variant("vgg16-imagenet", num_classes=10, in_channels=1, input_size=224),
     "resnet50": lambda: variant("resnet50", num_classes=10, in_channels=1, input_size=32),
     "bottleneck": lambda: ResNetSpec.uniform("bottleneck", (1, 1), planes=(16, 32), stem=8, num_classes=10,
@@ -49,7 +48,7 @@ SAMPLING = {"images": 10, "locations": 2}
 # method -> field -> (model, base options, changed options)
 CASES: dict[str, dict[str, tuple[str, dict[str, Any], dict[str, Any]]]] = {
     "l1norm": {
-        "variant": ("resnet56", {"variant": "resnet56-a"}, {"variant": "resnet56-b"}),
+        "variant": ("resnet56-plan", {"variant": "resnet56-a"}, {"variant": "resnet56-b"}),
         "ratio": ("vgg", {"ratio": 0.3}, {"ratio": 0.6}),
         "skip": ("vgg", {"ratio": 0.5}, {"ratio": 0.5, "skip": ["features.0"]}),
         "skip_stages": ("vgg", {"ratio": 0.5}, {"ratio": 0.5, "skip_stages": [0]}),
@@ -216,9 +215,13 @@ def _effect(name: str, model_key: str, options: dict[str, Any]) -> dict[str, Any
 
 
 def _planned_keep(name: str, spec: Any, opts: Any) -> dict[str, int]:
-    """The per-layer keep counts ThiNet / regression resolve from a ratio or a named target."""
+    """The per-layer keep counts L1-norm / ThiNet / regression resolve from a ratio or a named target."""
     from prunebench.prune.activations import plan_layers
     from prunebench.prune.base import removed_from_kept
+    from prunebench.prune.l1norm import variant_targets
+
+    if name == "l1norm":
+        return variant_targets(spec.build(), opts.variant)
 
     targets = importlib.import_module(f"prunebench.prune.{name}").TARGETS
     ratio = None if opts.ratio is None else removed_from_kept(opts.ratio)
@@ -290,4 +293,31 @@ lr = 0.01
     # the exact mask form of structured pruning takes it: the reference's dense fan-out lottery-L1 init
     plan = expand(preset("ratio = 0.5, mask_form = true", "winning_ticket = true\nrandom_ticket = true"))
     assert {s.config["reinit"] for s in plan.stages if s.kind == "random_ticket"} == {"dense"}
-    assert copy.copy(plan) is not None
+
+
+
+def test_execution_options_stay_out_of_stage_identities() -> None:
+    def prune_ids(options: str) -> set[str]:
+        plan = expand(parse_preset(tomllib.loads(f"""
+name = "ids"
+seeds = [0]
+[data]
+name = "fashion-mnist"
+[model]
+variant = "vgg11"
+width_mult = 0.125
+[[methods]]
+name = "regression"
+options = {{ {options} }}
+[arms]
+pruned_no_ft = true
+[recipes.large]
+epochs = 2
+lr = 0.1
+[recipes.finetune]
+epochs = 1
+lr = 0.01
+"""), "ids.toml"))  # fmt: skip
+        return {s.id for s in plan.stages if s.kind == "prune"}
+
+    assert prune_ids("ratio = 0.5") == prune_ids("ratio = 0.5, batch_size = 16") != prune_ids("ratio = 0.5, images = 50")

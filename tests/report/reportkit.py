@@ -15,15 +15,15 @@ SEEDS = (0, 1, 2)
 EPOCHS = 4
 
 
-def fill(exp_dir: Path, name: str = "hand") -> None:
+def fill(exp_dir: Path, name: str = "hand", methods: tuple[tuple[str, str, int, float], ...] = METHODS) -> None:
     store = Store.open(exp_dir)
     preset = {
         "seeds": list(SEEDS), "data": {"name": "fashion-mnist", "val_size": 0},
         "model": {"variant": "vgg11", "width_mult": 0.25}, "description": "hand-made", "notes": [],
-        "methods": [{"label": label, "name": method, "options": {}} for label, method, _, _ in METHODS],
+        "methods": [{"label": label, "name": method, "options": {}} for label, method, _, _ in methods],
     }  # fmt: skip
     store.add_experiment(name, f"presets/{name}.toml", preset)
-    for label, method, params, base in METHODS:
+    for label, method, params, base in methods:
         for arm, shift in ARM_SHIFT.items():
             for seed in SEEDS:
                 # unpruned is one stage per method family and seed, shared by its amounts

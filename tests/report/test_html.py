@@ -95,3 +95,5 @@ def test_markdown_subset(tmp_path: Path) -> None:
     assert "<ul><li>one</li><li>two</li></ul>" in body
     assert "<thead><tr><th>a</th><th>b</th></tr></thead><tbody><tr><td>1</td><td>2</td></tr></tbody>" in body
     assert "missing figure nope.png" in body and shown == {"nope.png"}
+    nested, _ = markdown_to_html(["- **m** vs x", "  - sub *em* 2 * 3", "- next"], tmp_path)
+    assert nested == "<ul><li><strong>m</strong> vs x<ul><li>sub <em>em</em> 2 * 3</li></ul></li><li>next</li></ul>"

@@ -8,7 +8,6 @@ import matplotlib.image
 from reportkit import METHODS, SEEDS, fill
 
 from prunebench.report.plots import ERROR_BAR, Point, Series, method_family, overlapping, tradeoff_series
-from prunebench.report.tables import build_tables
 from prunebench.report.writer import _load
 
 
@@ -65,14 +64,3 @@ def test_report_writes_panels_when_series_overlap_and_every_png_is_an_image(tmp_
 def test_error_bar_meaning_is_stated() -> None:
     assert "sample std" in ERROR_BAR and "n = 1" in ERROR_BAR
 
-
-def test_build_tables_is_what_the_series_read(tmp_path: Path) -> None:
-    """tradeoff_series takes the report's own tables, not a separate reading of the store."""
-    fill(tmp_path)
-    experiments, tables, _ = _load(tmp_path)
-    from prunebench.experiment import Store
-
-    store = Store.open(tmp_path)
-    rows = store.rows()
-    store.close()
-    assert [t.method for t in build_tables(rows, experiments)] == [t.method for t in tables]

@@ -12,7 +12,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--failures", action="store_true",
         help="print each failed stage (kind, folder) with the error and traceback recorded in the store; writes nothing",
     )  # fmt: skip
-    parser.epilog = "Writes report.md, report.tex, PNG plots and results.csv/json into DIR."
+    parser.epilog = "Writes report.md, report.html (self-contained), report.tex, PNG plots and results.csv/json into DIR."
 
 
 def run(args: argparse.Namespace) -> int:

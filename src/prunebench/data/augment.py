@@ -6,6 +6,8 @@ from collections.abc import Iterator
 
 import torch
 
+from prunebench.data.imagefolder import FolderImages
+from prunebench.data.splits import Images
 from prunebench.data.info import DatasetInfo
 
 
@@ -31,7 +33,7 @@ def _crop_flip(x: torch.Tensor, pad: int, flip: bool, generator: torch.Generator
 
 
 def batches(
-    x: torch.Tensor,
+    x: Images,
     y: torch.Tensor,
     *,
     info: DatasetInfo,
@@ -46,19 +48,28 @@ def batches(
     With `train=True` the order is shuffled and each image is randomly cropped
     (zero padding `info.pad`) and mirrored (if `info.flip`), all driven only by
     `generator` (a CPU `torch.Generator`; None = torch's global RNG).
+
+    `FolderImages` (images on disk) are decoded and cropped in worker processes instead, with
+    the transforms of `data/imagefolder.py`; a file that does not decode is left out of its batch.
     """
     device = torch.device(device)
     mean = torch.tensor(info.mean, device=device).view(1, -1, 1, 1)
     std = torch.tensor(info.std, device=device).view(1, -1, 1, 1)
     n = len(y)
     order = torch.randperm(n, generator=generator) if train else torch.arange(n)
+
+    def finish(xb: torch.Tensor) -> torch.Tensor:
+        xb = (xb.float().div_(255.0) - mean).div_(std)  # padded zeros become -mean/std, as in the reference
+        return xb.contiguous(memory_format=torch.channels_last) if channels_last else xb
+
+    if isinstance(x, FolderImages):
+        for xb, idx in x.stream(order, batch_size=batch_size, train=train, generator=generator, device=device):
+            yield finish(xb), y[idx].to(device, non_blocking=True)
+        return
     order = order.to(x.device)
     for start in range(0, n, batch_size):
         idx = order[start : start + batch_size]
         xb = x[idx].to(device, non_blocking=True)
         if train and (info.pad or info.flip):
             xb = _crop_flip(xb, info.pad, info.flip, generator)
-        xb = (xb.float().div_(255.0) - mean).div_(std)  # padded zeros become -mean/std, as in the reference
-        if channels_last:
-            xb = xb.contiguous(memory_format=torch.channels_last)
-        yield xb, y[idx].to(device, non_blocking=True)
+        yield finish(xb), y[idx].to(device, non_blocking=True)

@@ -48,6 +48,8 @@ NORMS: dict[str, dict[str, tuple[tuple[float, ...], tuple[float, ...]]]] = {
         # The reference reuses the CIFAR-10 values on CIFAR-100: a hazard kept for reproduction.
         "reference": ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)),
     },
+    # The torchvision/reference ImageNet statistics, used for every ImageNet-layout folder.
+    "imagenet": {"imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))},
 }
 
 _BASE: dict[str, DatasetInfo] = {
@@ -61,6 +63,10 @@ _BASE: dict[str, DatasetInfo] = {
                     train_size=50000, test_size=10000, default_val_size=5000),
         DatasetInfo("cifar100", 100, 3, 32, (), (), pad=4, flip=True,
                     train_size=50000, test_size=10000, default_val_size=5000),
+        # Any ImageNet-layout folder (data/imagefolder.py); `load(classes=, input_size=)` and the
+        # preset's [data] classes/input_size give the class count and crop of a smaller one.
+        DatasetInfo("imagenet", 1000, 3, 224, (), (), pad=0, flip=True,
+                    train_size=1281167, test_size=50000, default_val_size=10000),
     )
 }
 
@@ -82,3 +88,12 @@ def dataset_info(name: str, *, norm: str | None = None) -> DatasetInfo:
         raise DataError(f"{name}: unknown normalisation {norm!r}; choose one of: {', '.join(norms)}")
     mean, std = norms[norm]
     return dataclasses.replace(_BASE[name], mean=mean, std=std, norm=norm)
+
+
+def sized(info: DatasetInfo, *, classes: int | None = None, input_size: int | None = None) -> DatasetInfo:
+    """`info` of a folder data set kept to its first `classes` classes, cropped to `input_size`."""
+    if input_size is not None and input_size < 8:
+        raise DataError(f"{info.name}: input_size must be at least 8, got {input_size}")
+    return dataclasses.replace(
+        info, num_classes=classes or info.num_classes, input_size=input_size or info.input_size,
+    )

@@ -5,14 +5,16 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from prunebench.data import cifar, digits, fashion_mnist
+from prunebench.data import cifar, digits, fashion_mnist, imagefolder
 from prunebench.data.files import search_roots
-from prunebench.data.info import dataset_info
+from prunebench.data.info import dataset_info, sized
 from prunebench.data.raw import RawData
 from prunebench.data.splits import Splits, make_splits
+from prunebench.errors import DataError
 
 # Parsed data sets of this process, keyed by (name, data_dir, $PRUNEBENCH_DATA).
 _CACHE: dict[tuple[str, str, str], RawData] = {}
+_FOLDERS: dict[tuple[str, str, str, str], RawData] = {}  # scanned image folders (files, not pixels)
 
 
 def load_raw(name: str, data_dir: str | os.PathLike[str] | None = None) -> RawData:
@@ -24,6 +26,8 @@ def load_raw(name: str, data_dir: str | os.PathLike[str] | None = None) -> RawDa
             _CACHE[key] = fashion_mnist.load_raw(data_dir)
         elif name == "digits":
             _CACHE[key] = digits.load_raw()
+        elif name == "imagenet":
+            _CACHE[key] = imagefolder.load_raw(name, data_dir, input_size=dataset_info(name).input_size, classes=None)
         else:
             _CACHE[key] = cifar.load_raw(name, data_dir)
     return _CACHE[key]
@@ -36,6 +40,8 @@ def present(name: str, data_dir: str | os.PathLike[str] | None = None) -> bool:
         return True
     if name == "fashion-mnist":
         return fashion_mnist.find(data_dir) is not None
+    if name == "imagenet":
+        return imagefolder.find(data_dir) is not None
     folder, archive = cifar.ARCHIVES[name][:2]
     return any(
         (root / folder).is_dir() or (root.name == folder and root.is_dir()) or (root / archive).is_file()
@@ -56,12 +62,28 @@ def load(
     split_seed: int = 0,
     data_dir: str | os.PathLike[str] | None = None,
     norm: str | None = None,
+    classes: int | None = None,
+    input_size: int | None = None,
 ) -> Splits:
     """Load `name` and split it: a class-balanced validation split of `val_size` images
     (None = the data set's default, 0 = none) carved from the training set with
-    `split_seed`, then an optional class-balanced training subset of `train_subset`."""
+    `split_seed`, then an optional class-balanced training subset of `train_subset`.
+
+    `classes` (the first N classes) and `input_size` (the crop) apply to the image-folder data
+    set only (`imagenet`); its images stay on disk and `batches` streams them."""
     info = dataset_info(name, norm=norm)
-    raw = load_raw(name, data_dir)
+    if name == "imagenet":
+        key = (name, str(Path(data_dir).resolve()) if data_dir else "", os.environ.get("PRUNEBENCH_DATA", ""),
+               f"{classes}|{input_size}")
+        if key not in _FOLDERS:
+            info = sized(info, classes=classes, input_size=input_size)
+            _FOLDERS[key] = imagefolder.load_raw(name, data_dir, input_size=info.input_size, classes=classes)
+        raw = _FOLDERS[key]
+        info = sized(info, classes=int(raw.train_y.max()) + 1, input_size=input_size)
+    elif classes is not None or input_size is not None:
+        raise DataError(f"{name}: classes and input_size apply to image-folder data sets (imagenet) only")
+    else:
+        raw = load_raw(name, data_dir)
     return make_splits(
         raw, info,
         val_size=info.default_val_size if val_size is None else val_size,

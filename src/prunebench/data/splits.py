@@ -8,25 +8,30 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from prunebench.data.imagefolder import FolderImages
 from prunebench.data.info import DatasetInfo
 from prunebench.data.raw import RawData
 from prunebench.errors import DataError
+
+
+Images = torch.Tensor | FolderImages  # a split's images: in memory, or files streamed by `batches`
 
 
 @dataclass
 class Splits:
     """Train/validation/test tensors of one data set (uint8 N×C×H×W images, int64 labels).
 
+    An image-folder data set holds `FolderImages` (files, streamed by `batches`) instead.
     `train_index`/`val_index` are positions in the official training set;
     `split_hash` fingerprints the data plus these indices and enters run identities.
     """
 
     info: DatasetInfo
-    train_x: torch.Tensor
+    train_x: Images
     train_y: torch.Tensor
-    val_x: torch.Tensor
+    val_x: Images
     val_y: torch.Tensor
-    test_x: torch.Tensor
+    test_x: Images
     test_y: torch.Tensor
     source: str
     split_hash: str

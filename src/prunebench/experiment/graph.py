@@ -5,6 +5,10 @@
                                           winning_ticket(lr), random_ticket(lr),
                                           uniform_sparse_scratch, guided_scratch, guided_sparse_scratch
 
+Iterative magnitude pruning with reset (magnitude `iterative = "imp"`, k rounds) chains, per
+ticket LR, prune -> winning_ticket -> imp_prune -> winning_ticket ...: round r's `imp_prune`
+prunes round r-1's trained winning ticket; each round's tickets are the rows `<label>-r<r>`.
+
 `soft_train` exists only for SFP from a pretrained model (`pretrained = true`): the
 plain large model is the pretrain baseline, soft pruning continues from its weights.
 `transferred_guided_scratch` (with a `[transfer]` table) adds the source preset's
@@ -434,7 +438,9 @@ def format_plan(plan: Plan, status: dict[str, str] | None = None, note: str | No
         lines.append(f"  {i:3d}. {s.dirname}  {s.describe()}{tail}{stub}{state}")
         recipe = stage_recipe(s)
         if recipe is not None:
-            base = " (the large recipe; the budget below sets the epochs)" if s.kind == "scratch_b" else ""
+            base = ""
+            if s.kind == "scratch_b":  # the budget line (when plannable) gives the stretched epochs
+                base = " (the large recipe; " + ("the budget below sets the epochs)" if s.id in budgets else "stretched by the FLOPs ratio after pruning)")
             lines.append(f"         recipe: {recipe_text(recipe)}{base}")
         if s.id in budgets:  # Scratch-B: the epochs the budget rule gives, when known before pruning
             lines.append(f"         {budgets[s.id]}")

@@ -114,7 +114,8 @@ def resolve_method(preset: Preset, m: MethodConfig) -> ResolvedMethod:
         large_spec=spec_config(spec),
         plain_spec=spec_config(plain),
         large_training=training,
-        options=non_default(m.parsed),
+        # options that decide only speed (`execution_options`) do not make another result
+        options={k: v for k, v in non_default(m.parsed).items() if k not in method.execution_options},
         finetune=None if ft_recipe is None else non_default(ft_recipe),
         style=method.style,
         pretrained=method.large_training_kind == "soft" and bool(getattr(m.parsed, "pretrained", False)),

@@ -128,6 +128,8 @@ def _schedule(
     try:
         return _Scheduler(plan, exp_dir, store, workers=workers, progress=progress, device=device, say=say, data_dir=data_dir,
                           threads=threads).run()
+    except OSError as e:  # the experiment folder itself cannot be written (full, read-only): one line
+        raise PrunebenchError(f"{e.filename or exp_dir}: {e.strerror or e}") from None
     finally:
         store.close()
 

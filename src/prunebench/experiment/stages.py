@@ -1,7 +1,7 @@
 """What each stage kind does.  `run_stage` is the (picklable) function executors run.
 
 A stage reads its upstream stages' folders, works in its own folder
-`<exp_dir>/stages/<kind>-<id[:12]>/` (the trainer resumes from there, or returns
+`<exp_dir>/stages/<stage.dirname>/` (the trainer resumes from there, or returns
 its stored result when finished), then writes its results, per-epoch metrics and
 budget to the store and marks itself done, in that order.  A stage killed at any
 point is simply run again: every step before `mark_done` is idempotent.
@@ -476,8 +476,8 @@ def _imp_prune(ctx: _Ctx) -> tuple[str, dict[str, Any]]:
         meta = {"kept": None, "info": jsonable({**res.info, "round": ctx.stage.config["round"]}), "style": "mask",
                 "flops_ratio": flops_ratio(_large_model(ctx.up("large")), res.model, res.masks)}  # fmt: skip
         save_model(out, res.model, masks=res.masks, meta=meta)
-    _, _, meta = load_model(out)
-    return "mask", {"prune_info": (meta or {}).get("info"), "round": ctx.stage.config["round"]}
+    saved = load_model(out)[2] or {}
+    return "mask", {"prune_info": saved.get("info"), "round": ctx.stage.config["round"]}
 
 
 _KINDS = {

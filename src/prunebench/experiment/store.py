@@ -147,6 +147,8 @@ class Store:
             self._db.execute("PRAGMA mmap_size = 0")  # no mapped pages: I/O errors stay errors (no SIGBUS)
             if self._db.execute("PRAGMA journal_mode").fetchone()[0] != "delete":
                 self._db.execute("PRAGMA journal_mode = DELETE")  # see the module doc: no WAL -shm mapping
+            if self._db.execute("PRAGMA user_version").fetchone()[0] == STORE_SCHEMA:
+                return  # current already: opening writes nothing (a read-only store can still be read)
             with self._write() as db:
                 version = db.execute("PRAGMA user_version").fetchone()[0]
                 tables = db.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table'").fetchone()[0]

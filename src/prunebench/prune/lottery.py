@@ -5,8 +5,11 @@ Pipeline (the experiment layer drives it):
 1. train the large model with `lottery_callbacks(rewind_epoch)`: θ₀ goes to
    ``out_dir/init/`` (the trainer's `SaveInitCallback`), and with a rewind epoch k
    the weights after k epochs go to ``out_dir/epoch_k/``;
-2. prune it: `magnitude` (one-shot or iterative) for the unstructured comparison, or
-   `structured_masks` (one-shot L1-norm in exact mask form) for the structured one;
+2. prune it: `magnitude` for the unstructured comparison -- one-shot, Han-style iterative
+   (retraining from the current weights), or Frankle & Carbin's iterative magnitude pruning
+   (`iterative = "imp"`: each round prunes the previous round's *trained winning ticket* and
+   resets the survivors to θ₀; the experiment runs one stage per round, `magnitude.imp_round`)
+   -- or `structured_masks` (one-shot L1-norm in exact mask form) for the structured one;
 3. winning ticket = `winning_ticket(ticket_dir(out_dir, k), masks)`; random init =
    `random_ticket(spec, masks, seed, reinit)`; both train with
    `lottery_recipe(base, lr)` at lr = 0.1 and 0.01 and the trainer's `masks=`.

@@ -24,7 +24,7 @@ class CurvePoint:
     params: float | None
     flops: float | None
     mean: float  # accuracy, %
-    lo: float  # 95% CI, % (the mean when n < 2)
+    lo: float  # 95% CI, % (the mean when n < 2), clipped to [0, 100]
     hi: float
     n: int
 
@@ -40,6 +40,7 @@ def curve_series(tables: list[MethodTable], methods: list[dict[str, Any]]) -> di
         curve, amount = where[t.method]
         for a in t.arms:
             lo, hi = a.acc.ci if a.acc.ci else (a.acc.mean, a.acc.mean)
+            lo, hi = max(lo, 0.0), min(hi, 1.0)  # an accuracy's band stays inside [0, 100]%
             point = CurvePoint(amount, a.params, a.flops, 100 * a.acc.mean, 100 * lo, 100 * hi, a.acc.n)
             series.setdefault((curve, a.arm), []).append(point)
     return {k: sorted(v, key=lambda p: p.amount) for k, v in series.items()}
@@ -69,6 +70,6 @@ def curve_plots(tables: list[MethodTable], out_dir: Path, experiment: str, metho
         ax.set_ylabel("test accuracy (%), 95% CI band")
         ax.set_title(f"{experiment}: accuracy vs {label.split(' (')[0]} over the pruning amounts")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=6, ncol=2)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: bands stay visible
         paths.append(_save(fig, out_dir / f"{_slug(experiment)}-curve-{key}.png"))
     return paths

@@ -120,10 +120,10 @@ def gamma_section(t: MethodTable, exp_dir: Path, stages: list[dict[str, Any]]) -
         return []
     labels = {"before": "before (plain training)", "after": "after sparsity training"}
     md = [
-        f"BN scales |γ| of the large models ({len(unpruned.rows)} seeds pooled; "
-        f"small = |γ| < {SMALL_GAMMA:g}):",
+        f"BN scales |γ| of the large models ({len(unpruned.rows)} seeds pooled; median and max of |γ|; "
+        f"small = the share with |γ| < {SMALL_GAMMA:g}):",
         "",
-        "| Large model | Scales | Median \\|γ\\| | Max \\|γ\\| | Small |",
+        "| Large model | Scales | Median | Max | Small |",  # no "|" inside cells: the HTML report splits on it
         "|---|---:|---:|---:|---:|",
     ]
     for key in ("before", "after"):

@@ -20,6 +20,7 @@ HTML_FILE = "report.html"
 _IMAGE = re.compile(r"^!\[([^\]]*)\]\(([^)]+)\)$")
 _CODE = re.compile(r"`([^`]+)`")
 _BOLD = re.compile(r"\*\*([^*]+)\*\*")
+_EM = re.compile(r"(?<![\w*])\*([^*\s][^*]*?)\*(?![\w*])")
 _STYLE = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1200px; padding: 0 1em; color: #222; }
 h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ccc; margin-top: 2em; } h3 { margin-top: 1.6em; }
@@ -35,7 +36,8 @@ figure { margin: 0; } figcaption { color: #666; font-size: 12px; }
 def _inline(text: str) -> str:
     out = html.escape(text, quote=False)
     out = _CODE.sub(lambda m: f"<code>{m.group(1)}</code>", out)
-    return _BOLD.sub(lambda m: f"<strong>{m.group(1)}</strong>", out)
+    out = _BOLD.sub(lambda m: f"<strong>{m.group(1)}</strong>", out)
+    return _EM.sub(lambda m: f"<em>{m.group(1)}</em>", out)
 
 
 def _cells(line: str) -> list[str]:
@@ -51,12 +53,16 @@ def _image(exp_dir: Path, alt: str, name: str) -> str:
             f"<figcaption>{html.escape(name)}</figcaption></figure>")  # fmt: skip
 
 
+def _sublist(items: list[str]) -> str:
+    return "<ul>" + "".join(f"<li>{_inline(i)}</li>" for i in items) + "</ul>" if items else ""
+
+
 def markdown_to_html(lines: Iterable[str], exp_dir: Path) -> tuple[str, set[str]]:
     """The body HTML of the writer's Markdown, and the names of the images it showed."""
     out: list[str] = []
     shown: set[str] = set()
     rows: list[list[str]] = []
-    items: list[str] = []
+    items: list[tuple[str, list[str]]] = []  # bullet text, its indented sub-bullets
     para: list[str] = []
 
     def flush() -> None:
@@ -64,7 +70,7 @@ def markdown_to_html(lines: Iterable[str], exp_dir: Path) -> tuple[str, set[str]
             out.append(f"<p>{_inline(' '.join(para))}</p>")
             para.clear()
         if items:
-            out.append("<ul>" + "".join(f"<li>{_inline(i)}</li>" for i in items) + "</ul>")
+            out.append("<ul>" + "".join(f"<li>{_inline(i)}{_sublist(sub)}</li>" for i, sub in items) + "</ul>")
             items.clear()
         if rows:
             head, *body = rows
@@ -96,7 +102,9 @@ def markdown_to_html(lines: Iterable[str], exp_dir: Path) -> tuple[str, set[str]
         elif line.startswith("- "):
             if para:
                 flush()
-            items.append(line[2:])
+            items.append((line[2:], []))
+        elif items and re.match(r"^\s{2,}- ", line):
+            items[-1][1].append(line.strip()[2:])
         else:
             para.append(line)
     flush()

@@ -83,7 +83,7 @@ def tradeoff_series(tables: list[MethodTable], key: str, families: Mapping[str, 
 
 def overlapping(series: list[Series], *, rel_x: float = 0.05) -> bool:
     """Whether two series of different methods have points within `rel_x` of each other in x whose
-    error bars (or means, without bars) overlap: then the combined plot is hard to read."""
+    error bars overlap (or whose means are within half a point): then the combined plot is hard to read."""
     for i, a in enumerate(series):
         for b in series[i + 1:]:
             if a.method == b.method:

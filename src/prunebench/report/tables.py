@@ -18,10 +18,10 @@ ARM_LABELS = {
     "pruned_no_ft": "Pruned, no fine-tune",
     "pruned_no_ft_bnrecal": "Pruned, no fine-tune, BN recalibrated",
     "finetuned": "Fine-tuned",
-    "finetune_long": "Fine-tuned for the Scratch-E epochs",
+    "finetune_long": "Fine-tuned long (Scratch-E epochs)",
     "lr_rewind": "LR rewinding",
     "weight_rewind": "Weight rewinding",
-    "random_layerwise": "Random pruning, method's layer-wise amounts, fine-tuned",
+    "random_layerwise": "Random selection at the layer-wise amounts",
     "scratch_e": "Scratch-E",
     "scratch_b": "Scratch-B",
     "uniform_scratch": "Uniform width, scratch",
@@ -195,7 +195,7 @@ def num(v: float | None, unit: str = "") -> str:
 def markdown_table(t: MethodTable) -> str:
     head = (
         "| Arm | Accuracy % mean ± std (n) | 95% CI | Welch t-test vs fine-tuned (scratch) / winning ticket (random init) | Params (non-zero) | FLOPs | "
-        "FLOPs ratio | Latency ms | Epochs | Training FLOPs | Wall s | Best-on-test % (reference-compatible, optimistic) |"
+        "FLOPs ratio | Latency ms, median ± IQR | Epochs | Training FLOPs | Wall s | Best-on-test % (reference-compatible, optimistic) |"
     )
     lines = [head, "|" + "---|" * head.count(" | ") + "---|"]
     for a in t.arms:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from prunebench.report.stats import (
-    ALPHA, POWER, PairedDifference, holm, paired_difference, paired_differences, resolvable_margin, seeds_needed,
+    ALPHA, MAX_SEEDS, POWER, PairedDifference, holm, paired_difference, paired_differences, resolvable_margin, seeds_needed,
     tost_p,
 )  # fmt: skip
 
@@ -70,7 +70,7 @@ def _decide(d: PairedDifference, p_diff: float | None, p_equiv: float | None, ma
     assert d.sd is not None
     x = resolvable_margin(d.sd, d.n)
     m = seeds_needed(d.sd, margin)
-    need = f"about {m} seeds would be needed for ±{margin:g}" if m else f"more than a few thousand seeds for ±{margin:g}"
+    need = f"about {m} seeds would be needed for ±{margin:g}" if m else f"more than {MAX_SEEDS} seeds would be needed for ±{margin:g}"
     return "inconclusive", f"inconclusive: {d.n} seeds resolve ±{x:.2f} points, {need} ({_evidence(d, p_diff, p_equiv)})"
 
 
@@ -93,21 +93,22 @@ def _evidence(d: PairedDifference, p_diff: float | None, p_equiv: float | None) 
 # -- report lines ---------------------------------------------------------------------------------
 
 
-def verdict_line(t: MethodTable) -> str | None:
-    """One line per method: which arms beat, match or lose to the pruning pipeline, with the evidence."""
+def verdict_line(t: MethodTable) -> list[str]:
+    """One line per method: which arms beat, match or lose to the pruning pipeline; then the
+    evidence of each arm as a sub-item."""
     if not t.verdicts:
-        return None
+        return []
     groups: dict[str, list[str]] = {}
     for v in t.verdicts:
-        groups.setdefault(v.kind, []).append(f"{v.label}: {v.text}")
+        groups.setdefault(v.kind, []).append(v.label + (f" (±{v.margin:g})" if v.kind == "equivalent" else ""))
     heads = {"better": "beat it", "equivalent": "match it", "worse": "lose to it", "inconclusive": "undecided"}
-    parts = [f"{heads[k]}: " + "; ".join(groups[k]) for k in heads if k in groups]
-    return f"- **{t.method}** vs fine-tuned: " + " | ".join(parts)
+    parts = [f"{heads[k]}: " + ", ".join(groups[k]) for k in heads if k in groups]
+    return [f"- **{t.method}** vs fine-tuned: " + "; ".join(parts) + "."] + [f"  - {v.label}: {v.text}" for v in t.verdicts]
 
 
 def verdict_section(tables: Sequence[MethodTable]) -> list[str]:
     """The summary's verdict lines and how they were decided (empty when no arm was compared)."""
-    lines = [line for t in tables if (line := verdict_line(t))]
+    lines = [line for t in tables for line in verdict_line(t)]
     if not lines:
         return []
     margins = sorted({v.margin for t in tables for v in t.verdicts})

@@ -11,13 +11,13 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from prunebench.data import DatasetInfo, batches
+from prunebench.data import DatasetInfo, Images, batches
 from prunebench.train.speed import SpeedSettings, resolve_device
 
 
 def evaluate_loss_acc(
     model: nn.Module,
-    x: torch.Tensor,
+    x: Images,
     y: torch.Tensor,
     *,
     info: DatasetInfo,
@@ -43,7 +43,7 @@ def evaluate_loss_acc(
 
 def evaluate(
     model: nn.Module,
-    x: torch.Tensor,
+    x: Images,
     y: torch.Tensor,
     *,
     info: DatasetInfo,

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from prunebench.data import Splits, batches
+from prunebench.data import Images, Splits, batches
 from prunebench.errors import PrunebenchError
 from prunebench.train.callbacks import Callback, MaskCallback, TrainContext
 from prunebench.train.checkpoint import Masks, load_into, read_checkpoint, recover_dir, save_model
@@ -125,7 +125,7 @@ def _finished(ctx: TrainContext) -> TrainResult:
     return result
 
 
-def _run_epoch(ctx: TrainContext, forward: nn.Module, x: torch.Tensor, y: torch.Tensor) -> None:
+def _run_epoch(ctx: TrainContext, forward: nn.Module, x: Images, y: torch.Tensor) -> None:
     recipe, speed = ctx.recipe, ctx.speed
     lr = recipe.lr_at(ctx.epoch)
     for group in ctx.optimizer.param_groups:
