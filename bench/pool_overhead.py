@@ -7,11 +7,12 @@ and CPU seconds are measured from the parent (children's resource usage), next t
 the same work in this already-warm process.
 
 Part 2, whole runs (skipped by `--smoke`): `prunebench run PRESET` in a fresh
-process and a fresh folder, with 1 worker at 1 and at 2 threads and with N workers at
-1 thread each; wall time and the CPU seconds of the run and every process it started.
+process and a fresh folder, by default with 1 worker at 1 and at 2 threads and with N
+workers at 1 thread each (`--configs`); wall time and the CPU seconds of the run and
+every process it started.
 Prints Markdown tables.
 
-    .venv/bin/python bench/pool_overhead.py [--preset demo-quick] [--workers 2] [--smoke]
+    .venv/bin/python bench/pool_overhead.py [--preset demo-quick] [--workers 2] [--configs 1x1,2x1] [--smoke]
 """
 
 from __future__ import annotations
@@ -71,6 +72,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="demo-quick", help="preset of the whole runs (default demo-quick)")
     parser.add_argument("--workers", type=int, default=2, help="pool size of the pooled run (default 2)")
+    parser.add_argument("--configs", default="1x1,1x2,Wx1",
+                        help="whole runs as workers x threads, W = --workers (default 1x1,1x2,Wx1)")
     parser.add_argument("--smoke", action="store_true", help="part 1 only (a few seconds): numbers mean nothing")
     args = parser.parse_args()
     print(machine_line() + "\n")
@@ -90,7 +93,8 @@ def main() -> None:
     print(f"\n`prunebench run {args.preset}`, fresh folder each time\n")
     print("| workers x threads | wall s | CPU s | CPU / wall |")
     print("|---|---:|---:|---:|")
-    for workers, threads in ((1, 1), (1, 2), (args.workers, 1)):
+    configs = [c.replace("W", str(args.workers)).split("x") for c in args.configs.split(",")]
+    for workers, threads in ((int(w), int(t)) for w, t in configs):
         wall, cpu = whole_run(args.preset, workers, threads)
         print(f"| {workers} x {threads} | {wall:.1f} | {cpu:.1f} | {cpu / wall:.2f} |", flush=True)
     print(f"\nafter: {load_average()}")

@@ -41,6 +41,6 @@ def test_sparsity_training_moves_many_scales_below_the_threshold(tmp_path: Path)
 
 def test_stats_of_known_values() -> None:
     s = GammaStats.of(torch.tensor([0.0, SMALL_GAMMA / 2, SMALL_GAMMA, 0.5, 1.0]))
-    assert (s.n, s.median, s.max) == (5, SMALL_GAMMA, 1.0)
+    assert (s.n, s.max) == (5, 1.0) and s.median == pytest.approx(SMALL_GAMMA)  # float32 values
     assert s.small_fraction == pytest.approx(2 / 5)  # strictly below the threshold
     assert GammaStats.of(torch.zeros(0)) == GammaStats(0, 0.0, 0.0, 0.0)

@@ -10,6 +10,7 @@ from prunebench.commands.options import add_data_dir
 from prunebench.commands import argtypes
 from prunebench.limits import bounds
 from prunebench.data import NORMS, dataset_info, fetch, list_datasets, load
+from prunebench.data.imagefolder import FolderImages, resize_size
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,6 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     info.add_argument("--split-seed", type=argtypes.SEED, default=0, metavar="S",
                       help=f"seed of the validation split ({bounds('seed')}; default: 0)")
     info.add_argument("--norm", metavar="NAME", help="named normalisation statistics (default: the data set's first)")
+    info.add_argument("--classes", type=argtypes.COUNT, metavar="N", help="image folders: only the first N classes")
+    info.add_argument("--input-size", type=argtypes.COUNT, metavar="S", help="image folders: the crop (default 224)")
     info.add_argument("--json", action="store_true", help="print JSON instead of text")
 
     fetch_p = sub.add_parser(
@@ -55,7 +58,8 @@ def _list() -> int:
 
 def _info(args: argparse.Namespace) -> int:
     s = load(args.name, val_size=args.val_size, train_subset=args.train_subset,
-             split_seed=args.split_seed, data_dir=args.data_dir, norm=args.norm)
+             split_seed=args.split_seed, data_dir=args.data_dir, norm=args.norm,
+             classes=args.classes, input_size=args.input_size)
     facts = {
         **dataclasses.asdict(s.info),
         "image_shape": list(s.train_x.shape[1:]),
@@ -74,9 +78,13 @@ def _info(args: argparse.Namespace) -> int:
     print(f"splits         train {len(s.train_y)}, val {len(s.val_y)}, test {len(s.test_y)} "
           f"(split seed {args.split_seed}, hash {s.split_hash})")
     print(f"classes        {i.num_classes}")
-    print(f"image shape    {' x '.join(str(d) for d in s.train_x.shape[1:])} (uint8)")
+    print(f"image shape    {' x '.join(str(d) for d in s.train_x.shape[1:])} (uint8{', decoded from files' if isinstance(s.train_x, FolderImages) else ''})")
     print(f"normalisation  {i.norm}: mean {_fmt(i.mean)}, std {_fmt(i.std)}")
-    print(f"augmentation   pad-crop {i.pad} px, flip {'on' if i.flip else 'off'}")
+    if isinstance(s.train_x, FolderImages):
+        print(f"augmentation   random-resized crop {i.input_size} + flip; eval: resize {resize_size(i.input_size)}, "
+              f"centre crop {i.input_size} (data/imagefolder.py)")
+    else:
+        print(f"augmentation   pad-crop {i.pad} px, flip {'on' if i.flip else 'off'}")
     return 0
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from prunebench.commands import argtypes
 from prunebench.limits import bounds
@@ -26,8 +27,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", metavar="DIR", help="experiment folder (default: runs/<preset name>)")
     parser.add_argument("--seeds", type=argtypes.SEEDS, metavar="N",
                         help=f"run the first N seeds ({bounds('seeds')}; extended with new ones if N exceeds the preset's list)")
-    parser.add_argument("--workers", type=argtypes.WORKERS, default=1, metavar="N",
-                        help=f"stages run in N local processes ({bounds('workers')}; default 1: in this process)")
+    parser.add_argument("--workers", type=argtypes.WORKERS, default=None, metavar="N",
+                        help=f"stages run in N local processes ({bounds('workers')}; default: one per GPU with GPUs, "
+                        "else 1: in this process)")
+    parser.add_argument("--devices", metavar="LIST",
+                        help="pin each worker to a device, round-robin: cuda:0,cuda:1,... or all (several workers may share one)")
+    parser.add_argument("--executor", choices=("local", "ray"), default="local",
+                        help="local: this process or --workers processes (default); ray: each stage a Ray task")
+    parser.add_argument("--address", metavar="ADDR",
+                        help="with --executor ray: join this cluster (auto, ray://host:port); default: start a local Ray")
+    parser.add_argument("--gpus-per-stage", type=float, metavar="F",
+                        help="with --executor ray: GPUs each stage asks for (default 0.25 for CIFAR/Fashion-MNIST, 1 for ImageNet)")
+    parser.add_argument("--cpus-per-stage", type=float, default=1.0, metavar="N",
+                        help="with --executor ray: CPUs each stage asks for (default 1)")
     parser.add_argument("--device", help="cpu, cuda or cuda:N, checked before anything is loaded (default: cuda if available, else cpu)")
     add_data_dir(parser)
     add_threads(parser)
@@ -61,10 +73,15 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.device is not None:
         resolve_device(args.device)  # before --out is created or any data is read
-    threads = thread_policy(args.threads, workers=args.workers)
     claim_out(out)
-    summary = run_experiment(preset, out, workers=args.workers, device=args.device, data_dir=args.data_dir,
-                             threads=threads)
+    executor, devices, workers = scale_options(args, out)
+    threads = thread_policy(args.threads, workers=workers)
+    try:
+        summary = run_experiment(preset, out, workers=workers, device=args.device, data_dir=args.data_dir,
+                                 threads=threads, executor=executor, devices=devices)
+    finally:
+        if executor is not None:
+            executor.close()
     report = write_report(out)
     if args.mlflow:
         from prunebench.report.mlflow_export import export_mlflow
@@ -72,6 +89,31 @@ def run(args: argparse.Namespace) -> int:
         print(f"MLflow: {export_mlflow(out, args.mlflow)} stage(s) exported to {args.mlflow}")
     print(f"{summary.ran} stage(s) run, {summary.already_done} already done; report: {report}")
     return 0
+
+
+def scale_options(args: argparse.Namespace, out: Path) -> tuple[Any, list[str | None] | None, int]:
+    """(executor, each worker's device, how many stages run at once) from --executor/--workers/--devices."""
+    from prunebench.errors import PrunebenchError
+    from prunebench.experiment.executor import assign_devices
+
+    if args.executor == "ray":
+        if args.workers is not None or args.devices is not None:
+            raise PrunebenchError("--workers/--devices are for the local executor; Ray places stages itself "
+                                  "(--cpus-per-stage, --gpus-per-stage)")  # fmt: skip
+        from prunebench.experiment.ray_executor import RayExecutor
+
+        ray_executor = RayExecutor(out, address=args.address, gpus_per_stage=args.gpus_per_stage, cpus_per_stage=args.cpus_per_stage)
+        return ray_executor, None, ray_executor.capacity
+    if args.address is not None or args.gpus_per_stage is not None:
+        raise PrunebenchError("--address/--gpus-per-stage need --executor ray")
+    if args.device is not None and args.devices is not None:
+        raise PrunebenchError("give --device (one for all) or --devices (one per worker), not both")
+    if args.device is not None:
+        return None, None, args.workers or 1
+    import torch
+
+    devices = assign_devices(args.workers, args.devices, torch.cuda.device_count())
+    return None, (devices if any(devices) else None), len(devices)
 
 
 def claim_out(out: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -79,7 +80,11 @@ def load(
             info = sized(info, classes=classes, input_size=input_size)
             _FOLDERS[key] = imagefolder.load_raw(name, data_dir, input_size=info.input_size, classes=classes)
         raw = _FOLDERS[key]
-        info = sized(info, classes=int(raw.train_y.max()) + 1, input_size=input_size)
+        info = dataclasses.replace(
+            sized(info, classes=int(raw.train_y.max()) + 1, input_size=input_size),
+            train_size=len(raw.train_y), test_size=len(raw.test_y),
+            default_val_size=min(len(raw.train_y) // 2, 10 * (int(raw.train_y.max()) + 1)),  # 10 a class
+        )
     elif classes is not None or input_size is not None:
         raise DataError(f"{name}: classes and input_size apply to image-folder data sets (imagenet) only")
     else:

@@ -8,9 +8,12 @@ The interface is two methods, so a distributed engine fits behind it later:
                                  or `timeout` seconds have passed: the runner then polls the store)
 
 `fn` and its arguments must be picklable (module-level function, plain data) for
-any executor other than `InProcessExecutor`.  A Ray executor, for instance, would
-wrap `ray.remote(fn).remote(*args)` in a future-like object and implement `wait`
-with `ray.wait`; the runner needs no change.
+any executor other than `InProcessExecutor`.  `fn` computes a stage and returns its
+record; the runner writes it to the store (stages.py: compute, then record), so an
+executor's workers need not reach the store.  `ray_executor.RayExecutor` wraps Ray
+tasks in futures the same way.  An executor may say how many stages it runs at once
+(`capacity`) and whether its workers are remote (`remote`: they do not name
+themselves in the claim, the driver's claim stands for them).
 """
 
 from __future__ import annotations
@@ -93,3 +96,41 @@ class PoolExecutor:
 
 def make_executor(workers: int) -> Executor:
     return InProcessExecutor() if workers <= 1 else PoolExecutor(workers)
+
+
+def assign_devices(workers: int | None, devices: str | None, gpu_count: int) -> list[str | None]:
+    """The device of each local worker slot (the list's length is the number of workers).
+
+    `devices`: "all" (every CUDA device), a comma list ("cuda:0,cuda:1", "cpu"), or None: then
+    with GPUs present one slot per GPU when `workers` is unset (several workers share them
+    round-robin when it is set), and torch's default device (None) without GPUs.  Slot i runs on
+    `devices[i % len(devices)]`, so several workers may share one device.  `gpu_count` is passed
+    in (not asked of torch here) so the same code is tested without GPUs.
+    """
+    from prunebench.errors import PrunebenchError
+
+    if workers is not None and workers < 1:
+        raise PrunebenchError(f"--workers must be >= 1, got {workers}")
+    if devices is None:
+        if gpu_count == 0:
+            return [None] * (workers or 1)
+        names = [f"cuda:{i}" for i in range(gpu_count)]
+    elif devices.strip() == "all":
+        if gpu_count == 0:
+            raise PrunebenchError("--devices all: no CUDA device on this machine (use --devices cpu or leave it out)")
+        names = [f"cuda:{i}" for i in range(gpu_count)]
+    else:
+        names = [d.strip() for d in devices.split(",") if d.strip()]
+        if not names:
+            raise PrunebenchError(f"--devices {devices!r}: give devices like cuda:0,cuda:1 or all")
+        for name in names:
+            kind, _, index = name.partition(":")
+            if kind == "cpu" and not index:
+                continue
+            if kind != "cuda" or (index and not index.isdigit()):
+                raise PrunebenchError(f"--devices: {name!r} is not a device (cpu, cuda or cuda:N)")
+            if int(index or 0) >= gpu_count:
+                have = f"cuda:0..cuda:{gpu_count - 1}" if gpu_count else "no CUDA device"
+                raise PrunebenchError(f"--devices: {name} is not on this machine ({have})")
+    n = workers if workers is not None else len(names)
+    return [names[i % len(names)] for i in range(n)]

@@ -422,7 +422,7 @@ def format_plan(plan: Plan, status: dict[str, str] | None = None, note: str | No
     p = plan.preset
     status = status or {}
     lines = [f"preset {p.name} ({p.file}): {p.description}".rstrip(": ")]
-    lines.append(f"data {p.data.name}, model {p.model.variant} x{p.model.width_mult:g}, seeds {list(p.seeds)}")
+    lines.append(f"data {p.data.name}, model {p.model.label}, seeds {list(p.seeds)}")
     lines.append(f"methods: {', '.join(f'{m.label} ({m.name})' for m in p.methods)}; arms: {', '.join(p.arms)}")
     if p.unsupported:
         lines.append(f"not supported yet: {p.unsupported}")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from prunebench.experiment.graph import Plan, expand
 from prunebench.experiment.preset import Preset, load_preset
-from prunebench.experiment.resolve import _PLANNING_ONLY, check_runnable, data_fingerprint
+from prunebench.experiment.resolve import check_runnable, data_fingerprint
 from prunebench.experiment.store import STORE_FILE, Store
 
 DataDir = str | os.PathLike[str] | None
@@ -50,7 +50,7 @@ def data_present(preset: Preset, data_dir: DataDir = None) -> bool:
     from prunebench.data.loader import present
 
     presets = [preset, *filter(None, [_source(preset)])]
-    return all(not p.unsupported and p.data.name not in _PLANNING_ONLY and present(p.data.name, data_dir) for p in presets)
+    return all(not p.unsupported and present(p.data.name, data_dir) for p in presets)
 
 
 def plan_dry_run(preset: Preset, out: str | Path, data_dir: DataDir = None) -> tuple[Plan, dict[str, str], str | None]:

@@ -57,10 +57,17 @@ class DataConfig:
     test_subset: int | None = None  # a class-balanced slice of the test set (quick CPU runs only)
     split_seed: int = 0
     normalisation: str | None = None  # a name from `prunebench.data.NORMS`; None = the default
+    classes: int | None = None  # image folders: the first N classes (quick runs)
+    input_size: int | None = None  # image folders: the crop (224 for ImageNet; e.g. 56 for a 64-px toy)
 
     def fingerprint(self) -> dict[str, Any]:
-        """What identifies the data before it is loaded (the split hash joins it at run time)."""
-        return dataclasses.asdict(self)
+        """What identifies the data before it is loaded (the split hash joins it at run time).
+        The image-folder keys join only when set, so older identities stay valid."""
+        fp = dataclasses.asdict(self)
+        for key in ("classes", "input_size"):
+            if fp[key] is None:
+                del fp[key]
+        return fp
 
 
 @dataclass(frozen=True)
@@ -68,6 +75,12 @@ class ModelConfig:
     variant: str
     width_mult: float = 1.0
     options: dict[str, Any] = field(default_factory=dict)
+    builder: str | None = None  # a user model, "pkg.module:function" (models/builder.py), instead of a variant
+    kwargs: dict[str, Any] = field(default_factory=dict)  # the builder's keyword arguments (JSON values)
+
+    @property
+    def label(self) -> str:
+        return self.builder or f"{self.variant} x{self.width_mult:g}"
 
 
 @dataclass(frozen=True)
@@ -297,7 +310,7 @@ class _Reader:
 
 
 def _data(r: _Reader, raw: Any) -> DataConfig:
-    keys = {"name", "val_size", "train_subset", "test_subset", "split_seed", "normalisation"}
+    keys = {"name", "val_size", "train_subset", "test_subset", "split_seed", "normalisation", "classes", "input_size"}
     t = r.table(raw, "data", keys)
     return DataConfig(
         name=r.get(t, "name", "data", r.str_),
@@ -306,16 +319,44 @@ def _data(r: _Reader, raw: Any) -> DataConfig:
         test_subset=r.get(t, "test_subset", "data", r.pos_int, None),
         split_seed=r.get(t, "split_seed", "data", r.bounded("seed"), 0),
         normalisation=r.get(t, "normalisation", "data", r.str_, None),
+        classes=r.get(t, "classes", "data", r.pos_int, None),
+        input_size=r.get(t, "input_size", "data", r.pos_int, None),
     )
 
 
 def _model(r: _Reader, raw: Any) -> ModelConfig:
-    t = r.table(raw, "model", {"variant", "width_mult", "options"})
+    t = r.table(raw, "model", {"variant", "width_mult", "options", "builder", "kwargs"})
+    if "builder" in t:  # a user model: the builder and its JSON kwargs, nothing a zoo variant takes
+        for key in ("variant", "width_mult", "options"):
+            if key in t:
+                raise r.fail(f"model.{key}", "a model given by `builder` takes only `kwargs` besides it")
+        return ModelConfig(
+            variant="", builder=r.get(t, "builder", "model", r.str_),
+            kwargs=dict(r.get(t, "kwargs", "model", r.any_table, {})),
+        )  # fmt: skip
+    if "kwargs" in t:
+        raise r.fail("model.kwargs", "kwargs go with `builder` (a user model); a zoo variant takes `options`")
     return ModelConfig(
         variant=r.get(t, "variant", "model", r.str_),
         width_mult=r.get(t, "width_mult", "model", _width_mult(r), 1.0),
         options=dict(r.get(t, "options", "model", r.any_table, {})),
     )
+
+
+#: what a user model (`[model] builder`) can run: methods that prune through the dependency graph
+#: (prune/depgraph.py) and the arms that need only the pruned model and its record
+USER_MODEL_METHODS = ("l1norm", "slimming")
+USER_MODEL_ARMS = ("unpruned", "unpruned_plain", "pruned_no_ft", "pruned_no_ft_bnrecal", "finetuned", "scratch_e", "scratch_b")
+
+
+def _check_user_model(r: _Reader, arms: tuple[str, ...], methods: Any) -> None:
+    bad = [a for a in arms if a not in USER_MODEL_ARMS]
+    if bad:
+        raise r.fail(f"arms.{bad[0]}", f"not available for a user model (builder); available: {', '.join(USER_MODEL_ARMS)}")
+    for i, m in enumerate(methods if isinstance(methods, list) else []):
+        name = m.get("name") if isinstance(m, dict) else None
+        if isinstance(name, str) and name not in USER_MODEL_METHODS:
+            raise r.fail(f"methods[{i}].name", f"{name!r} cannot prune a user model (builder); use one of: {', '.join(USER_MODEL_METHODS)}")
 
 
 def _recipe(r: _Reader, raw: Any, path: str, inherit: RecipeConfig | None = None) -> RecipeConfig:
@@ -520,6 +561,9 @@ def parse_preset(raw: dict[str, Any], file: str) -> Preset:
     soft_recipe = None if soft is None else _recipe(r, soft, "recipes.soft_from_pretrained", inherit=large)
     arms, reinit = _arms(r, r.get(t, "arms", "", r.raw))
     transfer = _transfer(r, t.get("transfer"))
+    model = _model(r, r.get(t, "model", "", r.raw))
+    if model.builder is not None:
+        _check_user_model(r, arms, t.get("methods"))
     if ("transferred_guided_scratch" in arms) != (transfer is not None):
         raise r.fail("transfer", "the transferred_guided_scratch arm and a [transfer] table go together")
     return Preset(
@@ -527,7 +571,7 @@ def parse_preset(raw: dict[str, Any], file: str) -> Preset:
         file=file,
         description=r.get(t, "description", "", r.str_, ""),
         data=_data(r, r.get(t, "data", "", r.raw)),
-        model=_model(r, r.get(t, "model", "", r.raw)),
+        model=model,
         # stubs name methods that may not be implemented yet: check names only at run time
         methods=_methods(r, r.get(t, "methods", "", r.raw), check_options=unsupported is None),
         arms=arms,

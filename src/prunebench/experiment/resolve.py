@@ -10,27 +10,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from prunebench.data import DatasetInfo, dataset_info
+from prunebench.data.info import sized
 from prunebench.errors import ConfigError, PrunebenchError
 from prunebench.experiment.identity import jsonable, non_default
 from prunebench.experiment.preset import MethodConfig, Preset
 
-# ImageNet is planned but not loadable yet (GPU presets): its static facts (protocol §2.2),
-# so that the full-scale presets expand to their stage graph.
-_PLANNING_ONLY = {
-    "imagenet": DatasetInfo(
-        "imagenet", 1000, 3, 224, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225),
-        pad=0, flip=True, train_size=1281167, test_size=50000, default_val_size=10000, norm="imagenet",
-    ),
-}  # fmt: skip
-
-
 def plan_info(preset: Preset) -> DatasetInfo:
-    """The `DatasetInfo` of the preset's data set with its named normalisation."""
-    name = preset.data.name
-    if name in _PLANNING_ONLY:
-        return _PLANNING_ONLY[name]
+    """The `DatasetInfo` of the preset's data set with its named normalisation (and, for an image
+    folder, the preset's class count and crop)."""
+    d = preset.data
     try:
-        return dataset_info(name, norm=preset.data.normalisation)
+        return sized(dataset_info(d.name, norm=d.normalisation), classes=d.classes, input_size=d.input_size)
     except PrunebenchError as e:
         raise ConfigError(f"{preset.file}: data: {e}") from None
 
@@ -39,8 +29,9 @@ def check_runnable(preset: Preset) -> None:
     """Refuse, in one line, presets that can be planned but not run."""
     if preset.unsupported:
         raise ConfigError(f"preset {preset.name} is a documented stub and cannot run: {preset.unsupported}")
-    if preset.data.name in _PLANNING_ONLY:
-        raise ConfigError(f"{preset.file}: data set {preset.data.name!r} can be planned (--dry-run) but not loaded yet")
+    d = preset.data
+    if (d.classes is not None or d.input_size is not None) and d.name != "imagenet":
+        raise ConfigError(f"{preset.file}: data: classes and input_size apply to image-folder data sets (imagenet) only")
 
 
 def data_fingerprint(preset: Preset, split_hash: str | None = None) -> dict[str, Any]:
@@ -58,6 +49,15 @@ def large_spec(preset: Preset) -> Any:
     from prunebench.models import variant
 
     m = preset.model
+    if m.builder is not None:  # a user model: the data set decides classes, channels and input size
+        from prunebench.models import BuilderSpec
+
+        info = plan_info(preset)
+        try:
+            return BuilderSpec(builder=m.builder, kwargs=m.kwargs, num_classes=info.num_classes,
+                               in_channels=info.in_channels, input_size=info.input_size)  # fmt: skip
+        except PrunebenchError as e:
+            raise ConfigError(f"{preset.file}: model.builder: {e}") from None
     try:
         spec = variant(m.variant, plan_info(preset), width_mult=m.width_mult)
         return spec.replace(**m.options) if m.options else spec

@@ -25,12 +25,12 @@ from typing import Any
 
 from prunebench.errors import PrunebenchError
 from prunebench.experiment.claims import Claimant, Heartbeat
-from prunebench.experiment.executor import make_executor
+from prunebench.experiment.executor import Executor, make_executor
 from prunebench.experiment.graph import Plan, Stage
 from prunebench.experiment.planning import finished_seed_links, plan_run, with_store_folders
 from prunebench.experiment.preset import Preset
 from prunebench.experiment.resolve import check_runnable
-from prunebench.experiment.stages import STAGES_DIR, StageTask, run_stage
+from prunebench.experiment.stages import STAGES_DIR, StageRecord, StageTask, compute_stage, failure_text, record_stage, upstream_outputs
 from prunebench.train.speed import resolve_device
 from prunebench.train.threads import ThreadPolicy, usable_cores, use_threads
 from prunebench.experiment.store import ClaimLost, Store, StoreError
@@ -71,10 +71,11 @@ def _cost(stage: Stage) -> float:
     return recipe["epochs"] * (2.0 if stage.kind == "scratch_b" else 1.0)
 
 
-def run_threaded(task: StageTask, threads: ThreadPolicy | None) -> str:
-    """What an executor runs: one stage under the run's thread policy (train/threads.py)."""
+def run_threaded(task: StageTask, threads: ThreadPolicy | None) -> StageRecord:
+    """What an executor runs: one stage under the run's thread policy (train/threads.py); its
+    record comes back to the scheduler, which writes it to the store."""
     with use_threads(threads):
-        return run_stage(task)
+        return compute_stage(task)
 
 
 def run_experiment(
@@ -88,8 +89,12 @@ def run_experiment(
     say: Callable[[str], None] = print,
     data_dir: str | None = None,
     threads: ThreadPolicy | None = None,
+    executor: Executor | None = None,
+    devices: list[str | None] | None = None,
 ) -> RunSummary:
     """Run every stage of `preset` in `out_dir`; returns what ran and what was already done.
+    `executor`: where stages run (default: in this process, or a pool of `workers`; closed at the
+    end).  `devices`: the device of each worker slot (`executor.assign_devices`), else `device`.
     `data_dir` is searched first for the data files.  `threads`: every stage trains under this
     policy (`prunebench run` passes one: adaptive unless pinned); None = one pinned thread
     count per worker, cores // workers, and torch's own setting in-process."""
@@ -116,18 +121,18 @@ def run_experiment(
             who = f" ({claim['host']} pid {claim['pid']})" if claim["pid"] else ""
             say(f"stage {names[claim['stage_id']]} was left running by a process that died{who}; it will be resumed")
     return _schedule(plan, exp_dir, workers=workers, progress=progress, device=device, say=say, data_dir=data_dir,
-                     threads=threads)
+                     threads=threads, executor=executor, devices=devices)
 
 
 def _schedule(
     plan: Plan, exp_dir: Path, *,
     workers: int, progress: bool, device: str | None, say: Callable[[str], None], data_dir: str | None = None,
-    threads: ThreadPolicy | None = None,
+    threads: ThreadPolicy | None = None, executor: Executor | None = None, devices: list[str | None] | None = None,
 ) -> RunSummary:  # fmt: skip
     store = Store.open(exp_dir)
     try:
         return _Scheduler(plan, exp_dir, store, workers=workers, progress=progress, device=device, say=say, data_dir=data_dir,
-                          threads=threads).run()
+                          threads=threads, executor=executor, devices=devices).run()
     except OSError as e:  # the experiment folder itself cannot be written (full, read-only): one line
         raise PrunebenchError(f"{e.filename or exp_dir}: {e.strerror or e}") from None
     finally:
@@ -141,9 +146,16 @@ class _Scheduler:
     def __init__(
         self, plan: Plan, exp_dir: Path, store: Store, *,
         workers: int, progress: bool, device: str | None, say: Callable[[str], None], data_dir: str | None,
-        threads: ThreadPolicy | None = None,
+        threads: ThreadPolicy | None = None, executor: Executor | None = None, devices: list[str | None] | None = None,
     ) -> None:  # fmt: skip
+        self.executor = executor
+        if devices:
+            workers = len(devices)
+        workers = getattr(executor, "capacity", workers)
         self.plan, self.exp_dir, self.store, self.workers = plan, exp_dir, store, max(workers, 1)
+        # each worker slot's device: a stage runs on its slot's device (several slots may share one)
+        self.slot_devices: list[str | None] = list(devices) if devices else [device] * self.workers
+        self.remote = bool(getattr(executor, "remote", False))
         if threads is None and self.workers > 1:  # pool workers share the cores: a fixed share each
             threads = ThreadPolicy(pinned=max(1, usable_cores() // self.workers), workers=self.workers)
         self.threads = threads
@@ -218,11 +230,12 @@ class _Scheduler:
                 self.say(f"stage {s.dirname}: running in another process ({holder['host']} pid {holder['pid']}); waiting for it")
         return "wait"
 
-    def _task(self, s: Stage) -> StageTask:
+    def _task(self, s: Stage, device: str | None) -> StageTask:
         ups = {r: self.dirs[u] for r, u in s.upstream.items()}
         return StageTask(
-            str(self.exp_dir), s, ups, self.device, None, self.plan.preset.log_test_every_epoch,
+            str(self.exp_dir), s, ups, device, None, self.plan.preset.log_test_every_epoch,
             claim=self.claimant.token, data_dir=self.data_dir,
+            upstream_outputs=upstream_outputs(self.store, s), attach=not self.remote,
         )  # fmt: skip
 
     def run(self) -> RunSummary:
@@ -241,8 +254,9 @@ class _Scheduler:
                 self.say(f"all {total} stages already done in {self.exp_dir}")
             return RunSummary(self.exp_dir, total, 0, total)
         heartbeat = Heartbeat(self.store.path, self.claimant)
-        executor = make_executor(self.workers)
+        executor = self.executor or make_executor(self.workers)
         running: dict[Future, Stage] = {}
+        slots: dict[Future, int] = {}  # the worker slot each running stage holds
         start = time.monotonic()
         cost_done, cost_left = 0.0, sum(map(_cost, waiting))
         try:
@@ -270,7 +284,9 @@ class _Scheduler:
                             if cost_done:
                                 eta = f" (ETA {_fmt_time((time.monotonic() - start) / cost_done * cost_left)})"
                             self.say(f"stage {len(self.done) + len(running) + 1}/{total}: {s.describe()}{eta}")
-                        running[executor.submit(run_threaded, self._task(s), self.threads)] = s
+                        slot = min(set(range(self.workers)) - set(slots.values()))
+                        fut = executor.submit(run_threaded, self._task(s, self.slot_devices[slot]), self.threads)
+                        running[fut], slots[fut] = s, slot
                 for s in list(waiting):  # in plan order, so blocking propagates down the graph in one pass
                     if any(u in self.blocked for u in s.upstream.values()):
                         waiting.remove(s)  # an upstream stage failed: this one cannot run
@@ -283,9 +299,15 @@ class _Scheduler:
                     continue
                 for fut in executor.wait(list(running), timeout=POLL_S if waiting else None):
                     s = running.pop(fut)
+                    slots.pop(fut)
                     cost_done, cost_left = cost_done + _cost(s), cost_left - _cost(s)
                     error = fut.exception()
                     if error is None:
+                        try:  # only this process writes the store: the worker's record goes in under the claim
+                            record_stage(self.store, fut.result(), self.claimant.token)
+                        except ClaimLost:
+                            waiting.append(s)  # another process took it over: wait for its result
+                            continue
                         self.done.add(s.id)
                         self.verified.add(s.id)  # just hashed by its worker
                         self.ran += 1
@@ -294,6 +316,8 @@ class _Scheduler:
                     elif isinstance(error, ClaimLost):
                         waiting.append(s)  # another process took it over: wait for its result
                     else:
+                        with contextlib.suppress(StoreError):  # a full disk: the original error is the one to show
+                            self.store.mark_failed(s.id, failure_text(error), token=self.claimant.token)
                         self.failed.append((s, error))
                         self.blocked.add(s.id)
         finally:

@@ -2,9 +2,11 @@
 
 A stage reads its upstream stages' folders, works in its own folder
 `<exp_dir>/stages/<stage.dirname>/` (the trainer resumes from there, or returns
-its stored result when finished), then writes its results, per-epoch metrics and
-budget to the store and marks itself done, in that order.  A stage killed at any
-point is simply run again: every step before `mark_done` is idempotent.
+its stored result when finished), and returns its results, per-epoch metrics,
+budget and output checksums (`compute_stage` -> `StageRecord`); whoever holds its
+claim writes them to the store and marks it done (`record_stage`), so a worker on
+another machine never touches the store.  A stage killed at any point is simply
+run again: every step before `mark_done` is idempotent.
 
 The runner claims a stage before handing it to a worker (`StageTask.claim`, the
 claim's token): the worker names itself in the claim, checks the upstream folders
@@ -33,7 +35,7 @@ from prunebench.errors import PrunebenchError
 from prunebench.experiment.claims import process_start
 from prunebench.experiment.identity import jsonable
 from prunebench.experiment.resolve import recipe_of
-from prunebench.experiment.store import BACKWARD_MULTIPLIER, ClaimLost, Store, StoreError
+from prunebench.experiment.store import BACKWARD_MULTIPLIER, ClaimLost, Outputs, Store, StoreError
 from prunebench.experiment.verify import changed_output, hash_folder, model_digest, remove_transient
 from prunebench.models import attached_spec
 
@@ -55,12 +57,15 @@ class StageTask:
     test_every_epoch: bool = True  # the preset's log_test_every_epoch
     claim: str | None = None  # the token of the runner's claim on this stage (None: unclaimed use)
     data_dir: str | None = None  # searched first for the data files (`--data-dir`)
+    #: upstream id -> its recorded output checksums, read by whoever holds the claim (None: read them here)
+    upstream_outputs: dict[str, Outputs] | None = None
+    attach: bool = True  # a local worker names itself in the claim (False: a remote one, e.g. Ray)
 
 
 @dataclass
 class _Ctx:
     task: StageTask
-    store: Store
+    store: StageRecord  # what the kind records (Store's add_metrics/add_result/set_budget), kept for the store
     splits: Any
     out: Path
 
@@ -83,6 +88,7 @@ def load_splits(data: dict[str, Any], data_dir: str | os.PathLike[str] | None = 
         splits = load(
             data["name"], val_size=data["val_size"], train_subset=data["train_subset"],
             split_seed=data["split_seed"], norm=data["normalisation"], data_dir=data_dir,
+            classes=data.get("classes"), input_size=data.get("input_size"),
         )  # fmt: skip
         if data["test_subset"]:
             keep = balanced_head(splits.test_y, data["test_subset"])
@@ -99,46 +105,120 @@ def balanced_head(labels: torch.Tensor, n: int) -> torch.Tensor:
     return torch.sort(torch.cat(picks)).values
 
 
-def run_stage(task: StageTask) -> str:
-    """Run one stage to completion and record it; returns the stage id.
+@dataclass
+class StageRecord:
+    """What computing a stage produced, for the store: `compute_stage` returns it (in any process,
+    on any machine) and `record_stage` writes it, in the process that holds the stage's claim."""
 
-    A failure is recorded in the store (with its traceback) and re-raised.
+    stage_id: str
+    style: str | None = None
+    extra: dict[str, Any] = dataclasses.field(default_factory=dict)
+    metrics: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    results: list[tuple[str, int, dict[str, Any]]] = dataclasses.field(default_factory=list)
+    budget: dict[str, Any] | None = None
+    outputs: Outputs = dataclasses.field(default_factory=dict)
+    inputs: dict[str, str] = dataclasses.field(default_factory=dict)
+
+    # the three Store methods a stage kind writes through (`_Ctx.store`): kept here until recorded
+    def add_metrics(self, stage_id: str, rows: list[dict[str, Any]]) -> None:
+        self.metrics.extend(rows)
+
+    def add_result(self, stage_id: str, arm: str, seed: int, **fields: Any) -> None:
+        self.results.append((arm, seed, fields))
+
+    def set_budget(self, stage_id: str, **fields: Any) -> None:
+        self.budget = fields
+
+
+def run_stage(task: StageTask) -> str:
+    """Run one stage to completion and record it, in this process; returns the stage id.
+
+    The same two steps every executor takes (`compute_stage` where the stage runs, then
+    `record_stage` where its claim is held).  A failure is recorded (with its traceback) and re-raised.
     """
-    if task.threads:
-        torch.set_num_threads(task.threads)
-    stage = task.stage
     store = Store.open(task.exp_dir)
     try:
-        if task.claim is not None:
-            store.attach_worker(stage.id, task.claim, os.getpid(), process_start(os.getpid()))
-        else:
-            store.mark_running(stage.id)
-        out = Path(task.exp_dir) / STAGES_DIR / stage.dirname
-        remove_transient(out)  # under the claim, every temporary file here is a dead process's
-        inputs = _verified_upstream(task, store)
-        splits = load_splits(stage.config["data"], task.data_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        ctx = _Ctx(task, store, splits, out)
-        style, extra = _KINDS[stage.kind](ctx)
-        store.mark_done(stage.id, style=style, extra=extra, token=task.claim, outputs=hash_folder(out), inputs=inputs)
-        return stage.id
-    except (ClaimLost, StoreError):
-        raise  # not this process's stage any more, or nowhere to record anything
-    except BaseException as e:
-        with contextlib.suppress(StoreError):  # a full disk: the original error is the one to show
-            store.mark_failed(stage.id, "".join(traceback.format_exception(e))[-4000:], token=task.claim)
-        raise
+        if task.claim is None:
+            store.mark_running(task.stage.id)
+        if task.upstream_outputs is None:
+            task = dataclasses.replace(task, upstream_outputs=upstream_outputs(store, task.stage))
+        try:
+            record = compute_stage(task)
+        except (ClaimLost, StoreError):
+            raise
+        except BaseException as e:
+            with contextlib.suppress(StoreError):  # a full disk: the original error is the one to show
+                store.mark_failed(task.stage.id, failure_text(e), token=task.claim)
+            raise
+        record_stage(store, record, task.claim)
+        return task.stage.id
     finally:
         store.close()
 
 
-def _verified_upstream(task: StageTask, store: Store) -> dict[str, str]:
+def upstream_outputs(store: Store, stage: Any) -> dict[str, Outputs]:
+    """The recorded checksums of a stage's upstream folders (upstream id -> outputs), for its task."""
+    return {uid: store.outputs(uid) for uid in stage.upstream.values()}
+
+
+def compute_stage(task: StageTask) -> StageRecord:
+    """Compute one stage in its folder and return what it produced; the store is not written
+    (but for `attach`: a local worker names itself in the claim, so the claim lives while it does).
+
+    An error keeps its formatted traceback in `stage_traceback` (it survives pickling to the driver).
+    """
+    if task.threads:
+        torch.set_num_threads(task.threads)
+    stage = task.stage
+    try:
+        if task.claim is not None and task.attach:
+            store = Store.open(task.exp_dir)
+            try:
+                store.attach_worker(stage.id, task.claim, os.getpid(), process_start(os.getpid()))
+            finally:
+                store.close()
+        out = Path(task.exp_dir) / STAGES_DIR / stage.dirname
+        remove_transient(out)  # under the claim, every temporary file here is a dead process's
+        inputs = _verified_upstream(task)
+        splits = load_splits(stage.config["data"], task.data_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        record = StageRecord(stage.id, inputs=inputs)
+        ctx = _Ctx(task, record, splits, out)
+        record.style, record.extra = _KINDS[stage.kind](ctx)
+        record.outputs = hash_folder(out)
+        return record
+    except (ClaimLost, StoreError):
+        raise  # not this process's stage any more, or nowhere to record anything
+    except BaseException as e:
+        e.stage_traceback = "".join(traceback.format_exception(e))[-4000:]  # type: ignore[attr-defined]
+        raise
+
+
+def failure_text(e: BaseException) -> str:
+    """The traceback recorded for a failed stage: the worker's own when it came from one."""
+    return getattr(e, "stage_traceback", None) or "".join(traceback.format_exception(e))[-4000:]
+
+
+def record_stage(store: Store, record: StageRecord, token: str | None) -> None:
+    """Write a computed stage to the store and mark it done (only while `token`'s claim holds)."""
+    sid = record.stage_id
+    if record.metrics:
+        store.add_metrics(sid, record.metrics)
+    for arm, seed, fields in record.results:
+        store.add_result(sid, arm, seed, **fields)
+    if record.budget is not None:
+        store.set_budget(sid, **record.budget)
+    store.mark_done(sid, style=record.style, extra=record.extra, token=token, outputs=record.outputs, inputs=record.inputs)
+
+
+def _verified_upstream(task: StageTask) -> dict[str, str]:
     """Check each upstream folder against its recorded checksums before it is read; returns
     upstream id -> digest of what is read (recorded with this stage: its inputs)."""
     inputs = {}
+    recorded_all = task.upstream_outputs or {}
     for role, folder in task.upstream_dirs.items():
         uid = task.stage.upstream[role]
-        recorded = store.outputs(uid)
+        recorded = recorded_all.get(uid)
         if not recorded:  # finished before checksums were recorded: nothing to compare with
             continue
         problem = changed_output(Path(folder), recorded)

@@ -23,6 +23,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from prunebench.errors import ConfigError
+from prunebench.models.builder import BuilderSpec
 from prunebench.measure.forward import Shape, dummy_batch, eval_mode, input_shape_of
 from prunebench.measure.params import PRUNABLE_LAYERS, check_masks
 
@@ -48,7 +49,7 @@ class FlopCount:
 def count_flops(
     model: nn.Module,
     *,
-    mode: str = "reference",
+    mode: str | None = None,
     masks: dict[str, torch.Tensor] | None = None,
     sparse: bool = False,
     input_shape: Shape | None = None,
@@ -60,6 +61,7 @@ def count_flops(
     weights: (2·nnz(W) + b·C_out)·H_out·W_out; every other layer is dense.  In
     dispatch mode each masked conv/linear is scaled by its weight density.
     """
+    mode = mode or model_rule(model)
     if mode not in MODES:
         raise ConfigError(f"unknown FLOPs mode {mode!r}; choose one of: {', '.join(MODES)}")
     shape = input_shape_of(model, input_shape)
@@ -72,6 +74,13 @@ def count_flops(
     return FlopCount(flops, macs, mode, shape, version, sparse=bool(masks) or sparse)
 
 
+def model_rule(model: nn.Module) -> str:
+    """The counting rule a model is measured by: the reference hooks for zoo models (how the zoo writes
+    each layer is what the paper's counter saw); the dispatcher counter for user models, whose
+    functional ops (`F.conv2d`, `F.linear`) module hooks would miss."""
+    return "dispatch" if isinstance(getattr(model, "spec", None), BuilderSpec) else "reference"
+
+
 def flops_ratio(
     large: nn.Module,
     pruned: nn.Module,
@@ -79,7 +88,8 @@ def flops_ratio(
     *,
     input_shape: Shape | None = None,
 ) -> float:
-    """FLOPs(large) / FLOPs(pruned), both by the reference rule; a masked `pruned`
+    """FLOPs(large) / FLOPs(pruned), both by the reference rule (`model_rule`: user models by the
+    dispatcher counter); a masked `pruned`
     model is counted sparse (the reference's weight-level scripts measured two
     dense models and always got 1)."""
     big = count_flops(large, input_shape=input_shape)

@@ -2,6 +2,7 @@
 
 from torch import nn
 
+from prunebench.models.builder import BuilderSpec, builder_ref, resolve_builder
 from prunebench.models.densenet import DenseNetSpec
 from prunebench.models.init import InitSpec
 from prunebench.models.layers import ChannelSelection, Gate
@@ -19,6 +20,7 @@ def build_model(spec: ModelSpec) -> nn.Module:
 
 
 __all__ = [
+    "BuilderSpec",
     "ChannelGroup",
     "ChannelSelection",
     "CifarResNetSpec",
@@ -31,8 +33,10 @@ __all__ = [
     "VGGSpec",
     "attached_spec",
     "build_model",
+    "builder_ref",
     "describe_variant",
     "list_variants",
+    "resolve_builder",
     "spec_from_dict",
     "spec_from_json",
     "spec_of",

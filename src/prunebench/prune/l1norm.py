@@ -19,6 +19,7 @@ from prunebench.errors import ConfigError
 from prunebench.models import attached_spec, list_variants, variant
 from prunebench.models.spec import ChannelGroup
 from prunebench.prune.base import PruneMethod, PruneResult
+from prunebench.prune.depgraph import is_user_model, prune_per_group
 from prunebench.prune.importance import exact_fraction, filter_l1, keep_count, producer_weight, top_k
 from prunebench.prune.registry import register
 from prunebench.prune.surgery import apply_channel_masks, channel_masks, prune_channels
@@ -135,6 +136,8 @@ class L1Norm(PruneMethod):
         return [v for v in L1_VARIANTS if v in list_variants()]
 
     def prune(self, model: nn.Module, splits: Any, opts: L1Options, *, seed: int = 0) -> PruneResult:
+        if is_user_model(model):  # a user's model: coupled groups from Torch-Pruning's DepGraph
+            return _prune_user_model(model, opts)
         if not candidate_groups(model):
             raise ConfigError(f"method 'l1norm': {attached_spec(model).label} has no conv output channels it may prune")
         if opts.variant is not None:
@@ -155,3 +158,14 @@ class L1Norm(PruneMethod):
             apply_channel_masks(masked, masks)
             return PruneResult(model=masked, masks=masks, kept=kept, info={**info, "style": "mask"})
         return PruneResult(model=prune_channels(model, kept), kept=kept, info={**info, "style": "physical"})
+
+
+def _prune_user_model(model: nn.Module, opts: L1Options) -> PruneResult:
+    """`ratio` per coupled group, scored by the summed L1 norms of the group's producing filters."""
+    if opts.variant is not None or opts.skip_stages or opts.mask_form or opts.scoring != "independent":
+        raise ConfigError("method 'l1norm': a user model takes ratio and skip (layer names) only")
+    assert opts.ratio is not None
+    res = prune_per_group(model, opts.ratio, "l1", skip=opts.skip)
+    info = {"scoring": "independent", "target": f"ratio {opts.ratio}", "sizes": res.sizes, "style": "physical",
+            "kept_counts": {n: len(k) for n, k in res.kept.items()}, "graph": "depgraph"}  # fmt: skip
+    return PruneResult(model=res.model, kept=res.kept, info=info)

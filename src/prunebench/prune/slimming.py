@@ -17,6 +17,7 @@ from torch import nn
 from prunebench.errors import ConfigError
 from prunebench.models.spec import ModelSpec, attached_spec
 from prunebench.prune.base import PruneMethod, PruneResult
+from prunebench.prune.depgraph import is_user_model, prune_global
 from prunebench.prune.importance import bn_abs_gamma, exact_fraction, floor_count, top_k
 from prunebench.prune.registry import register
 from prunebench.prune.surgery import prune_channels
@@ -80,6 +81,12 @@ class Slimming(PruneMethod):
 
     def prune(self, model: nn.Module, splits: Any, opts: SlimmingOptions, *, seed: int = 0) -> PruneResult:
         assert opts.ratio is not None
+        if is_user_model(model):  # a user's model: coupled groups from Torch-Pruning's DepGraph
+            res = prune_global(model, opts.ratio, "bn", min_channels=opts.min_channels)
+            info = {"ratio": opts.ratio, "lam": opts.lam if opts.lam is not None else default_lambda(attached_spec(model)),
+                    "min_channels": opts.min_channels, "sizes": res.sizes, "graph": "depgraph",
+                    "kept_counts": {n: len(k) for n, k in res.kept.items()}}  # fmt: skip
+            return PruneResult(model=res.model, kept=res.kept, info=info)
         groups = [g for g in attached_spec(model).groups() if g.bn is not None]
         if not groups:
             raise ConfigError(f"method 'slimming': {attached_spec(model).family} has no BN-scaled channel groups")

@@ -8,7 +8,6 @@ outside the zoo through Torch-Pruning's dependency graph.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 
 import torch
@@ -127,35 +126,9 @@ def prune_foreign(model: nn.Module, example_input: torch.Tensor, kept: dict[str,
     `kept` maps the name of a Conv2d/Linear to the output channels to keep; all
     coupled layers (BN, consumers, residual partners) are pruned with it, so name
     one layer per coupled group.  The input model is left untouched; a pruned
-    copy is returned (it has no spec, and any optimizer must be built afresh).
+    copy is returned (any optimizer must be built afresh).  The one adapter is
+    `prune/depgraph.py`; a user model's copy carries its extended pruning record.
     """
-    import torch_pruning as tp  # the version is pinned in pyproject; import lazily, it is heavy
+    from prunebench.prune.depgraph import prune_kept
 
-    pruned = copy.deepcopy(model)
-    modules = dict(pruned.named_modules())
-    example = example_input.to(next(pruned.parameters()).device)
-    training = pruned.training
-    pruned.eval()  # the tracing forward must not update BN running statistics
-    graph = tp.DependencyGraph().build_dependency(pruned, example_inputs=example)
-    pruned.train(training)
-    for name, keep in kept.items():
-        layer = modules.get(name)
-        if isinstance(layer, nn.Conv2d):
-            fn, width = tp.prune_conv_out_channels, layer.out_channels
-        elif isinstance(layer, nn.Linear):
-            fn, width = tp.prune_linear_out_channels, layer.out_features
-        else:
-            raise SpecError(f"prune_foreign: {name!r} is not a Conv2d or Linear of the model")
-        keep_set = {int(i) for i in keep}
-        if not keep_set:
-            raise SpecError(f"prune_foreign: {name!r} would keep 0 channels")
-        if min(keep_set) < 0 or max(keep_set) >= width:
-            raise SpecError(f"prune_foreign: {name!r} index out of range 0..{width - 1}")
-        drop = sorted(set(range(width)) - keep_set)
-        if not drop:
-            continue
-        group = graph.get_pruning_group(layer, fn, idxs=drop)
-        if not graph.check_pruning_group(group):
-            raise SpecError(f"prune_foreign: pruning {name!r} would empty a coupled layer")
-        group.prune()
-    return pruned
+    return prune_kept(model, kept, example_input).model

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from matplotlib.ticker import NullFormatter
+
 from prunebench.report.plots import _save, _slug, plt
 from prunebench.report.tables import MethodTable, arm_label, arm_order
 
@@ -66,6 +68,7 @@ def curve_plots(tables: list[MethodTable], out_dir: Path, experiment: str, metho
             ax.plot(xs, [p.mean for p in pts], color=colours[arm], marker=marker, linestyle="-", label=f"{curve}: {arm_label(arm)}")
             ax.fill_between(xs, [p.lo for p in pts], [p.hi for p in pts], color=colours[arm], alpha=0.15, linewidth=0)
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())  # a narrow x range labels its minor ticks on top of each other
         ax.set_xlabel(label)
         ax.set_ylabel("test accuracy (%), 95% CI band")
         ax.set_title(f"{experiment}: accuracy vs {label.split(' (')[0]} over the pruning amounts")

@@ -33,8 +33,9 @@ HISTOGRAM_BINS = 60
 def bn_scales(model: nn.Module) -> torch.Tensor:
     """|γ| of every BN-scaled channel group (the channels slimming ranks), concatenated."""
     groups = [g for g in attached_spec(model).groups() if g.bn is not None]
-    if not groups:
-        return torch.zeros(0)
+    if not groups:  # a user model (no zoo groups): every BN scale
+        scales = [m.weight.detach().abs().float().cpu() for m in model.modules() if isinstance(m, nn.BatchNorm2d) and m.weight is not None]
+        return torch.cat(scales) if scales else torch.zeros(0)
     return torch.cat([bn_abs_gamma(model, g).float().cpu() for g in groups])
 
 

@@ -128,6 +128,7 @@ def build_tables(rows: list[dict[str, Any]], experiments: dict[str, dict[str, An
                 ratio=_mean([r["flops_ratio"] for r in rs]) or (unpruned_flops / flops if unpruned_flops and flops else None),
             ))  # fmt: skip
         model = f"{preset['model']['variant']}" + (f" x{preset['model']['width_mult']:g}" if preset["model"]["width_mult"] != 1 else "")
+        model = preset["model"].get("builder") or model  # a user model: its builder
         margin = (preset.get("compare") or {}).get("margin", DEFAULT_MARGIN)
         tables.append(MethodTable(exp, preset["data"]["name"], model, method, primary, out, _verdicts(arms, margin)))
     return tables
