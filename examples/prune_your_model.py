@@ -49,7 +49,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="one seed pair, two epochs, a data subset")
     parser.add_argument("--out", default=None, help="experiment folder (default: a new temporary one)")
     args = parser.parse_args()
-    quick = dict(seeds=2, epochs=2, train_subset=300) if args.quick else dict(seeds=3, epochs=10)
+    quick = dict(seeds=2, epochs=1, train_subset=192, test_subset=100) if args.quick else dict(seeds=3, epochs=10)
     result = pb.compare(
         build_model, data="digits", method="l1norm", amount=0.5,
         example_input=torch.randn(1, 1, 8, 8), out=args.out, **quick,  # type: ignore[arg-type]

@@ -163,6 +163,8 @@ CASES: dict[str, list[str]] = {
     "run-workers-negative": [*RUN, "--workers", "-3"],
     "run-workers-absurd": [*RUN, "--workers", "100000"],
     "run-set-nan": [*RUN, "--set", "recipes.large.lr=nan"],
+    "run-set-deep": [*RUN, "--set", f"recipes.large.lr={DEEP_JSON}"],
+    "run-set-escaping-name": [*RUN[:2], "--set", 'name="../../{escape}"'],
     # run: outputs
     "run-out-is-a-file": ["run", "good.toml", "--out", "file.txt"],
     "run-out-users-folder": ["run", "good.toml", "--out", "mine"],

@@ -109,7 +109,7 @@ def test_a_killed_ray_worker_is_retried_from_its_checkpoint(local_ray: None, tmp
     deadline = time.monotonic() + 120
     while killed is None and driver.is_alive() and time.monotonic() < deadline:
         # the large model's stage, once it has written its first epoch's checkpoint
-        states = list((out / STAGES_DIR).glob("large-*/state/*")) if (out / STAGES_DIR).exists() else []
+        states = list((out / STAGES_DIR).glob("train_large-*/state/*")) if (out / STAGES_DIR).exists() else []
         workers = _ray_stage_workers()
         if states and workers:
             killed = workers[0]

@@ -608,7 +608,10 @@ def load_preset(path_or_name: str | Path, overrides: Sequence[str] = ()) -> Pres
     if overrides:
         from prunebench.experiment.overrides import apply_overrides
 
-        raw = apply_overrides(raw, overrides, label)
+        try:
+            raw = apply_overrides(raw, overrides, label)
+        except RecursionError:
+            raise ConfigError(f"{label}: a --set value is nested too deeply") from None
     return parse_preset(raw, label)
 
 

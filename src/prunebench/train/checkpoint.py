@@ -331,7 +331,8 @@ def check_spec_fits(spec: ModelSpec, shapes: dict[str, tuple[int, ...]], spec_pa
         raise CheckpointError(f"{spec_path}: input_size {spec.input_size} is beyond the {MAX_INPUT_SIZE} px a checkpoint may declare")
     bound = max([len(shapes), *(d for shape in shapes.values() for d in shape)])
     for key, v in _ints(spec.to_dict()):
-        if key != "input_size" and v > bound:
+        # a user model's pruning record lists removed channel indices of the unpruned widths: not sizes
+        if key not in ("input_size", "pruning") and v > bound:
             raise CheckpointError(
                 f"{spec_path}: {key} = {v} is far beyond what {weights_path.name} holds "
                 f"(largest dimension or tensor count {bound}); refusing to build it"
