@@ -18,7 +18,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q "torch==2.13.0"
-	$(BIN)/python -m pip install -q -e ".[test,mlflow]"
+	$(BIN)/python -m pip install -q -e ".[test,mlflow,ray]"
 	touch $@
 
 # Fashion-MNIST: found locally, installed from the Debian package, or downloaded (checksummed).

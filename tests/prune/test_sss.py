@@ -112,8 +112,12 @@ def test_zero_gate_blocks_are_removed_and_the_function_kept(trained, splits) -> 
 def test_keep_blocks_keeps_the_largest_gates(trained, splits) -> None:
     model, _ = trained
     values = {blk: abs(float(p.detach())) for blk, p in gates(model).items()}
-    result = METHOD.prune(model, splits, METHOD.parse_options({"penalty": 0.3, "keep_blocks": 3}))
+    with pytest.raises(ConfigError, match="gates are not zero"):  # a layout from non-zero gates is refused
+        METHOD.prune(model, splits, METHOD.parse_options({"penalty": 0.3, "keep_blocks": 3}))
+    result = METHOD.prune(model, splits, METHOD.parse_options({"penalty": 0.3, "keep_blocks": 3, "forced": True}))
     assert sum(result.model.spec.blocks) == 3
+    assert result.info["forced"] and "FORCED" in result.info["notes"][-1]
+    assert METHOD.finetune(METHOD.parse_options({"forced": True}), Recipe(epochs=1, lr=0.01)) is not None
     # stage 1 has no projection (stem width = stage width), so it keeps its larger gate
     forced = max(("layer1.0", "layer1.1"), key=values.get)
     rest = sorted((b for b in values if b != forced), key=values.get, reverse=True)[:2]
@@ -127,12 +131,17 @@ def test_named_layouts_are_hit_exactly() -> None:
     for p in gates(model).values():
         p.data.uniform_(0.1, 1.0)
     for name in ("resnet41", "resnet32", "resnet26"):
-        result = METHOD.prune(model, None, METHOD.parse_options({"variant": name}))
+        with pytest.raises(ConfigError, match=f"sss: {name} would drop"):
+            METHOD.prune(model, None, METHOD.parse_options({"variant": name}))
+        result = METHOD.prune(model, None, METHOD.parse_options({"variant": name, "forced": True}))
         assert result.model.spec == variant(name, num_classes=10, in_channels=3, input_size=32)
-    # the last layout computes what the gated net computes with the removed gates at zero
+    # gates at exactly zero where the layout drops blocks: the layout needs no force
     with torch.no_grad():
         for blk in result.info["removed"]:
             model.get_submodule(blk).gate.weight.zero_()
+    exact = METHOD.prune(model, None, METHOD.parse_options({"variant": "resnet26"}))
+    assert exact.model.spec == result.model.spec and exact.info["forced"] == []
+    # the last layout computes what the gated net computes with the removed gates at zero
     x = torch.randn(2, 3, 32, 32)
     torch.testing.assert_close(result.model.eval()(x), model(x), rtol=1e-4, atol=1e-4)
 
@@ -206,7 +215,7 @@ def test_cifar_first_blocks_leave_their_option_a_shortcut() -> None:
 def test_cifar_keep_blocks_and_named_layouts() -> None:
     model = _gated_resnet20()
     values = {blk: abs(float(p.detach())) for blk, p in gates(model).items()}
-    result = METHOD.prune(model, None, METHOD.parse_options({"keep_blocks": 2}))
+    result = METHOD.prune(model, None, METHOD.parse_options({"keep_blocks": 2, "forced": True}))
     kept = set(values) - set(result.info["removed"])
     stage1 = max(("layer1.0", "layer1.1", "layer1.2"), key=values.get)  # forced: stage 1 cannot be emptied
     assert kept == {stage1, max(set(values) - {stage1}, key=values.get)}

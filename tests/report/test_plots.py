@@ -7,7 +7,7 @@ from pathlib import Path
 import matplotlib.image
 from reportkit import METHODS, SEEDS, fill
 
-from prunebench.report.plots import ERROR_BAR, Point, Series, method_family, overlapping, tradeoff_series
+from prunebench.report.plots import ERROR_BAR, LEGEND, Point, Series, method_family, overlapping, tradeoff_series
 from prunebench.report.writer import _load
 
 
@@ -17,7 +17,7 @@ def _tables(tmp_path: Path) -> list:
 
 
 def test_one_series_per_method_and_arm_joining_only_its_amounts(tmp_path: Path) -> None:
-    series = tradeoff_series(_tables(tmp_path), "params", {label: name for label, name, _, _ in METHODS})
+    series = tradeoff_series(_tables(tmp_path), "params", [{"label": label, "name": name} for label, name, _, _ in METHODS])
     keys = [(s.method, s.arm) for s in series]
     assert len(keys) == len(set(keys)) == 2 * 4  # two methods x four arms, no series shared between methods
     by_key = {(s.method, s.arm): s for s in series}
@@ -34,6 +34,7 @@ def test_one_series_per_method_and_arm_joining_only_its_amounts(tmp_path: Path) 
 
 def test_family_falls_back_to_the_label_prefix() -> None:
     assert method_family("l1norm-50%") == "l1norm"
+    assert method_family("l1@0.5") == "l1"  # an `amounts = [...]` label
     assert method_family("mine", {"mine": "slimming"}) == "slimming"
 
 
@@ -63,4 +64,5 @@ def test_report_writes_panels_when_series_overlap_and_every_png_is_an_image(tmp_
 
 def test_error_bar_meaning_is_stated() -> None:
     assert "sample std" in ERROR_BAR and "n = 1" in ERROR_BAR
+    assert ERROR_BAR in LEGEND and "95% t CI" in LEGEND  # the legend says what bars and bands are
 

@@ -12,12 +12,17 @@ and no speed-up may be read from their zeros (`Latency.dense`, set by the caller
 from __future__ import annotations
 
 import copy
+import logging
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.benchmark import Timer
+
+# A CUDA build of torch on a machine without a GPU logs "No CUDA runtime is found" when
+# torch.utils.benchmark loads cpp_extension: noise on every command's stderr, not an error.
+logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+from torch.utils.benchmark import Timer  # noqa: E402
 
 from prunebench.errors import ConfigError
 from prunebench.measure.forward import Shape, device_of, dummy_batch, eval_mode, input_shape_of

@@ -69,7 +69,7 @@ def resolve_builder(ref: str) -> Callable[..., Any]:
         obj = getattr(obj, part)
     if not (inspect.isfunction(obj) or (inspect.isclass(obj) and issubclass(obj, nn.Module))):
         raise SpecError(f"builder {ref!r} is not a Python function or nn.Module class")
-    return obj  # type: ignore[no-any-return]
+    return obj
 
 
 def _freeze_json(v: Any) -> Any:

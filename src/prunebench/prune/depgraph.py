@@ -15,7 +15,7 @@ so the pruned architecture is rebuilt from the builder and the record alone.
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -97,12 +97,12 @@ def channel_scores(model: nn.Module, c: Coupled, criterion: str) -> torch.Tensor
     """One score per channel of a coupled group: the sum over its producers' filter L1/L2 norms,
     or the mean |gamma| of its BNs (a channel tied to a residual sum is scaled by several)."""
     if criterion == "bn":
-        gammas = [model.get_submodule(n).weight for n in c.norms if getattr(model.get_submodule(n), "weight", None) is not None]
+        gammas = [model.get_parameter(f"{n}.weight") for n in c.norms if getattr(model.get_submodule(n), "weight", None) is not None]
         if not gammas:
             raise ConfigError(f"method 'slimming': layer {c.name!r} has no BN scale to rank its channels by")
         return torch.stack([g.detach().abs().cpu() for g in gammas]).mean(0)
     norm = filter_l1 if criterion == "l1" else filter_l2
-    return torch.stack([norm(model.get_submodule(n).weight).cpu() for n in c.producers]).sum(0)
+    return torch.stack([norm(model.get_parameter(f"{n}.weight")).cpu() for n in c.producers]).sum(0)
 
 
 def _record(model: nn.Module, group: Any) -> list[PruneOp]:
@@ -130,7 +130,7 @@ class DepgraphPrune:
     ops: list[PruneOp]
 
 
-def prune_kept(model: nn.Module, kept: dict[str, Sequence[int]], example: torch.Tensor | None = None) -> DepgraphPrune:
+def prune_kept(model: nn.Module, kept: Mapping[str, Sequence[int]], example: torch.Tensor | None = None) -> DepgraphPrune:
     """A pruned copy of `model` keeping `kept[layer]` output channels of each named layer (and with
     them every layer coupled to it).  `model` is left untouched.  A user model's copy gets the
     spec with the record appended; any other module is pruned too, without a spec."""
@@ -149,9 +149,10 @@ def prune_kept(model: nn.Module, kept: dict[str, Sequence[int]], example: torch.
         layer = modules.get(name)
         if not isinstance(layer, _WEIGHTED):
             raise SpecError(f"layer {name!r} is not a conv or linear layer of the model")
-        c = by_layer.get(name)
-        if c is None:
+        found = by_layer.get(name)
+        if found is None:
             raise SpecError(f"layer {name!r}: its output channels cannot be pruned")
+        c = found
         if c.name in done:
             raise SpecError(f"layer {name!r} is coupled with {c.name!r}: name one layer per coupled group")
         keep_set = {int(i) for i in keep}
@@ -172,7 +173,7 @@ def prune_kept(model: nn.Module, kept: dict[str, Sequence[int]], example: torch.
         ops += _record(pruned, group)
         group.prune()
     if is_user_model(pruned):
-        pruned.spec = attached_spec(pruned).with_pruning(ops)  # type: ignore[assignment,attr-defined]
+        pruned.spec = attached_spec(pruned).with_pruning(ops)  # type: ignore[attr-defined]
     return DepgraphPrune(pruned, done, sizes, ops)
 
 

@@ -56,6 +56,9 @@ class SSSOptions:
     keep_blocks: after training, zero the smallest gates until this many residual blocks remain.
     variant: `resnet41` / `resnet32` / `resnet26`: keep the largest gates per stage to hit that layout.
     With neither, the blocks whose gates the training drove to exactly zero are removed.
+    A layout must come from exact zeros, as in the paper (each layout its own penalty): a
+    `keep_blocks`/`variant` that would drop a block whose gate is not zero is refused, unless
+    `forced`, which drops them anyway, fine-tunes the changed net and records it as forced.
     finetune: give the pruned net a fine-tune stage (the paper's result is the pruned net itself).
     """
 
@@ -63,6 +66,7 @@ class SSSOptions:
     momentum: float = 0.9
     keep_blocks: int | None = None
     variant: str | None = None
+    forced: bool = False
     finetune: bool = False
 
     def validate(self) -> None:
@@ -290,7 +294,7 @@ class SSS(PruneMethod):
         return [GateAPG(opts.penalty, opts.momentum)]
 
     def finetune(self, opts: SSSOptions, base: Any) -> Any | None:
-        return base if opts.finetune else None
+        return base if opts.finetune or opts.forced else None  # a forced layout changed the function
 
     def prune(self, model: nn.Module, splits: Any, opts: SSSOptions, *, seed: int = 0) -> PruneResult:
         timer = Timer()
@@ -298,6 +302,14 @@ class SSS(PruneMethod):
             values = {blk: float(p.detach()) for blk, p in gates(model).items()}
             keep = _choose(model, values, opts)
             guard = guard_stages(model, keep)
+            live = [b for b, k in keep.items() if not k and values[b] != 0.0]
+            if live and not opts.forced:
+                worst = max(live, key=lambda b: abs(values[b]))
+                raise ConfigError(
+                    f"sss: {opts.variant or f'keep_blocks {opts.keep_blocks}'} would drop {len(live)} block(s) whose "
+                    f"gates are not zero (largest |gate| {abs(values[worst]):.3g} at {worst}): raise the penalty so the "
+                    "training zeroes them, or set forced = true (fine-tuned, reported as forced)"
+                )
         with timer.phase("all", "surgery"):
             pruned = remove_blocks(model, keep)
         layout = _resnet_spec(attached_spec(pruned))
@@ -307,9 +319,12 @@ class SSS(PruneMethod):
             "target": opts.variant or (f"{opts.keep_blocks} blocks" if opts.keep_blocks is not None else "zero gates"),
             "gates": values,
             "removed": [b for b, k in keep.items() if not k],
+            "forced": live,  # removed although their gates were not zero (only with `forced`)
             "blocks": list(layout.blocks),
             "first_residual": list(layout.first_residual),
             "timings": timer.record(),
-            "notes": ["surviving gates folded into the last BN of their branch; the pruned net has no gates", *guard],
+            "notes": ["surviving gates folded into the last BN of their branch; the pruned net has no gates", *guard,
+                      *([f"FORCED: {len(live)} block(s) with non-zero gates dropped, then fine-tuned: not an SSS result"]
+                        if live else [])],
         }
         return PruneResult(model=pruned, info=info)

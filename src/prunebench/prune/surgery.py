@@ -13,7 +13,6 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from prunebench.errors import SpecError
 from prunebench.models.layers import ChannelSelection
 from prunebench.models.spec import ModelSpec, attached_spec, normalize_kept
 

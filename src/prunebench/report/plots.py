@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ import torch
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+from matplotlib.ticker import MaxNLocator, NullFormatter  # noqa: E402
 
 from prunebench.outputs import atomic_file  # noqa: E402
 from prunebench.report.tables import MethodTable, arm_label, arm_order  # noqa: E402
@@ -34,8 +35,10 @@ def _save(fig: Any, path: Path, rect: tuple[float, float, float, float] | None =
     return path
 
 
-#: What an error bar is, said in every trade-off plot's legend.
+#: What the marks of a trade-off plot are, said in every trade-off plot's legend.
 ERROR_BAR = "error bars: ±1 sample std over seeds (none when n = 1)"
+BAND = "shaded: 95% t CI of the mean (n ≥ 2)"
+LEGEND = f"{ERROR_BAR}\n{BAND}"
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
 AXES = (("params", "non-zero parameters"), ("flops", "FLOPs per image (reference rule)"))
 DODGE = 0.008  # log10 offset between the series of one axes, so that none hides another
@@ -48,6 +51,16 @@ class Point:
     err: float  # sample std, % (0 when n = 1)
     n: int
     label: str  # the method label this point comes from (its amount)
+    amount: float | None = None  # the preset's amount (`amounts = [...]`); None for a single entry
+    ci: tuple[float, float] | None = None  # 95% t CI of the mean, %, inside [0, 100]; None when n < 2
+
+    @property
+    def lo(self) -> float:
+        return self.ci[0] if self.ci else self.mean
+
+    @property
+    def hi(self) -> float:
+        return self.ci[1] if self.ci else self.mean
 
 
 @dataclass(frozen=True)
@@ -60,24 +73,31 @@ class Series:
 
 
 def method_family(label: str, families: Mapping[str, str] | None = None) -> str:
-    """The method a table's label belongs to (`l1norm-50%` -> `l1norm`): from the preset when given."""
+    """The method a table's label belongs to (`l1norm-50%`, `l1@0.5` -> `l1norm`, `l1`): from the
+    preset when given."""
     if families and label in families:
         return families[label]
-    return label.split("-")[0]
+    return re.split("[-@]", label)[0]
 
 
-def tradeoff_series(tables: list[MethodTable], key: str, families: Mapping[str, str] | None = None) -> list[Series]:
+def tradeoff_series(tables: list[MethodTable], key: str, methods: Sequence[Mapping[str, Any]] = ()) -> list[Series]:
     """The data behind a trade-off plot: one series per (method, arm), each joining only that
-    method's amounts, sorted by x; arms without an x value (`key` = "params" or "flops") are left out."""
+    method's amounts, sorted by x; arms without an x value (`key` = "params" or "flops") are left out.
+    `methods` are the preset's method entries as stored (`label`, `name`, and with `amounts = [...]`
+    `curve` and `amount`): a method is `curve` or else `name`."""
+    families = {m["label"]: m.get("curve") or m["name"] for m in methods}
+    amounts = {m["label"]: m.get("amount") for m in methods}
     found: dict[tuple[str, str], list[Point]] = {}
     for t in tables:
         for a in t.arms:
             x = getattr(a, key)
             if x:
-                point = Point(float(x), 100 * a.acc.mean, 100 * (a.acc.std or 0.0), a.acc.n, t.method)
+                band = (100 * max(a.acc.ci[0], 0.0), 100 * min(a.acc.ci[1], 1.0)) if a.acc.ci else None
+                point = Point(float(x), 100 * a.acc.mean, 100 * (a.acc.std or 0.0), a.acc.n, t.method,
+                              amounts.get(t.method), band)  # fmt: skip
                 found.setdefault((method_family(t.method, families), a.arm), []).append(point)
-    methods = sorted({m for m, _ in found})
-    order = sorted(found, key=lambda k: (methods.index(k[0]), arm_order(k[1])))
+    names = sorted({m for m, _ in found})
+    order = sorted(found, key=lambda k: (names.index(k[0]), arm_order(k[1])))
     return [Series(m, arm, tuple(sorted(found[(m, arm)], key=lambda p: (p.x, p.label)))) for m, arm in order]
 
 
@@ -104,34 +124,43 @@ def _arm_colors(series: list[Series]) -> dict[str, Any]:
 def _draw(ax: Any, series: list[Series], colors: dict[str, Any], markers: dict[str, str], *, with_method: bool) -> None:
     for i, s in enumerate(series):
         shift = 10 ** (DODGE * (i - (len(series) - 1) / 2))
+        xs, color = [p.x * shift for p in s.points], colors[s.arm]
         label = f"{s.method} · {arm_label(s.arm)}" if with_method else arm_label(s.arm)
-        ax.errorbar([p.x * shift for p in s.points], [p.mean for p in s.points],
-                    yerr=[p.err for p in s.points], color=colors[s.arm], marker=markers[s.method],
+        ax.errorbar(xs, [p.mean for p in s.points], yerr=[p.err for p in s.points], color=color, marker=markers[s.method],
                     markersize=6, capsize=3, linestyle="-" if len(s.points) > 1 else "none", label=label)  # fmt: skip
+        if not any(p.ci for p in s.points):
+            continue
+        if len(s.points) > 1:  # the band follows the line
+            ax.fill_between(xs, [p.lo for p in s.points], [p.hi for p in s.points], color=color, alpha=0.12, linewidth=0)
+        else:  # one point: the band is a wide translucent bar behind it
+            ax.vlines(xs, [p.lo for p in s.points], [p.hi for p in s.points], color=color, alpha=0.2, linewidth=8)
     ax.set_xscale("log")
+    ax.xaxis.set_minor_formatter(NullFormatter())  # a narrow x range labels its minor ticks on top of each other
     ax.set_ylabel("test accuracy (%)")
     ax.grid(alpha=0.3)
 
 
 def tradeoff_plots(
-    tables: list[MethodTable], out_dir: Path, experiment: str, families: Mapping[str, str] | None = None
+    tables: list[MethodTable], out_dir: Path, experiment: str, methods: Sequence[Mapping[str, Any]] = ()
 ) -> list[Path]:
-    """Accuracy vs non-zero params and vs FLOPs: one line per (method, arm), a marker per method,
-    a colour per arm; plus one panel per method when series of different methods overlap."""
+    """Accuracy vs non-zero params and vs FLOPs: one line per (method, arm) over its amounts
+    (Blalock et al. 2020), a marker per method, a colour per arm, std bars and 95% CI bands;
+    plus one panel per method when series of different methods overlap."""
     paths = []
+    sweep = " over the pruning amounts" if any(m.get("amount") is not None for m in methods) else ""
     for key, label in AXES:
-        series = tradeoff_series(tables, key, families)
-        methods = sorted({s.method for s in series})
-        colors, markers = _arm_colors(series), {m: MARKERS[i % len(MARKERS)] for i, m in enumerate(methods)}
+        series = tradeoff_series(tables, key, methods)
+        names = sorted({s.method for s in series})
+        colors, markers = _arm_colors(series), {m: MARKERS[i % len(MARKERS)] for i, m in enumerate(names)}
         fig, ax = plt.subplots(figsize=(8.5, 4.8))
         _draw(ax, series, colors, markers, with_method=True)
         ax.set_xlabel(f"{label}; arms at the same x drawn slightly apart")
-        ax.set_title(f"{experiment}: accuracy vs {label.split(' (')[0]}")
+        ax.set_title(f"{experiment}: accuracy vs {label.split(' (')[0]}{sweep}")
         if series:
-            ax.legend(fontsize=7, title=ERROR_BAR, title_fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
+            ax.legend(fontsize=7, title=LEGEND, title_fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
         paths.append(_save(fig, out_dir / f"{_slug(experiment)}-accuracy-vs-{key}.png"))
-        if len(methods) > 1 and overlapping(series):
-            paths.append(_panels(series, methods, colors, markers, label, out_dir / f"{_slug(experiment)}-accuracy-vs-{key}-by-method.png", experiment))
+        if len(names) > 1 and overlapping(series):
+            paths.append(_panels(series, names, colors, markers, label, out_dir / f"{_slug(experiment)}-accuracy-vs-{key}-by-method.png", experiment))
     return paths
 
 
@@ -146,7 +175,7 @@ def _panels(series: list[Series], methods: list[str], colors: dict[str, Any], ma
     for ax in axes[0]:
         for h, lab in zip(*ax.get_legend_handles_labels()):
             handles.setdefault(lab, h)
-    fig.legend(list(handles.values()), list(handles), fontsize=7, title=ERROR_BAR, title_fontsize=7,
+    fig.legend(list(handles.values()), list(handles), fontsize=7, title=LEGEND, title_fontsize=7,
                loc="lower center", ncol=min(len(handles), 4), bbox_to_anchor=(0.5, 0.0))  # fmt: skip
     fig.suptitle(f"{experiment}: accuracy vs {label.split(' (')[0]}, one panel per method", fontsize=10)
     return _save(fig, path, rect=(0, 0.12, 1, 1))

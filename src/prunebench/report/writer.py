@@ -16,7 +16,6 @@ from prunebench.errors import PrunebenchError
 from prunebench.experiment import Store
 from prunebench.experiment.store import BACKWARD_MULTIPLIER, STORE_FILE
 from prunebench.outputs import atomic_write_text
-from prunebench.report.curves import curve_plots
 from prunebench.report.gamma import gamma_section
 from prunebench.report.html import write_html
 from prunebench.report.plots import curves_plot, sparsity_plot, tradeoff_plots, weight_histogram_plot, width_plot
@@ -105,10 +104,7 @@ def _experiment_section(
             if plot:
                 md += [f"![{plot.stem}]({plot.name})", ""]
         md += gamma_section(t, exp_dir, stages)  # slimming: |γ| before/after sparsity training
-    families = {m["label"]: m.get("curve") or m["name"] for m in preset.get("methods") or []}
-    for plot in tradeoff_plots(tables, exp_dir, exp, families):
-        md += [f"![{plot.stem}]({plot.name})", ""]
-    for plot in curve_plots(tables, exp_dir, exp, preset.get("methods") or []):  # `amounts = [...]`: 95% CI bands
+    for plot in tradeoff_plots(tables, exp_dir, exp, preset.get("methods") or []):  # std bars, 95% CI bands
         md += [f"![{plot.stem}]({plot.name})", ""]
     return md
 
