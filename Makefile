@@ -17,7 +17,7 @@ venv: $(STAMP)
 # normal CUDA wheel on a GPU machine).
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q "torch==2.13.0"
+	$(BIN)/python -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
 	$(BIN)/python -m pip install -q -e ".[test,mlflow,ray]"
 	touch $@
 

@@ -21,36 +21,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from kit import tiny_preset
 
 from prunebench.cli import main
 from prunebench.experiment import load_preset
 from prunebench.models import VGGSpec
 from prunebench.train import save_model, seed_everything
 
-GOOD = """\
-name = "tiny"
-seeds = [0]
-log_test_every_epoch = false
-[data]
-name = "fashion-mnist"
-train_subset = 100
-test_subset = 100
-[model]
-variant = "vgg11"
-width_mult = 0.125
-[[methods]]
-name = "l1norm"
-options = { ratio = 0.5 }
-[arms]
-unpruned = true
-finetuned = true
-[recipes.large]
-epochs = 1
-lr = 0.05
-[recipes.finetune]
-epochs = 1
-lr = 0.005
-"""
+GOOD = tiny_preset(finetune=("epochs = 1", "lr = 0.005"))
 
 
 def _edit(old: str, new: str) -> str:

@@ -91,8 +91,9 @@ def compare(
     same epochs; Scratch-B: the same FLOPs budget), for `seeds` seeds, then write the report.
 
     build_model: a module-level function returning a fresh `nn.Module` (or its "pkg.module:function"),
-        called with `kwargs`.  data: a data set name (`prunebench data list`).  method: "l1norm" or
-        "slimming" (its sparsity training on |gamma| included); `options` go to the method.
+        called with `kwargs`.  data: a data set name (`prunebench data list`).  method: "l1norm",
+        "slimming" (its sparsity training on |gamma| included) or "magnitude" (weight masks); `options` go
+        to the method.
     Results are kept in `out` (a new temporary folder by default); a rerun there skips finished stages.
     """
     from prunebench.experiment import run_experiment

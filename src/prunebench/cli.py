@@ -21,6 +21,8 @@ COMMANDS: dict[str, str] = {
     "train": "train (or resume) a model into a checkpoint folder",
     "eval": "evaluate a checkpoint folder",
     "prune": "prune a checkpoint with a registered method",
+    "finetune": "fine-tune a pruned checkpoint into a run folder",
+    "scratch": "train a pruned checkpoint's architecture from scratch (Scratch-E or Scratch-B budget)",
     "run": "run an experiment preset: all arms x seeds, then report",
     "report": "write the report of an experiment folder",
     "demo": "the README's main job on Fashion-MNIST",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -81,6 +82,7 @@ def test_example_script_runs(tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, str(ROOT / "examples" / "prune_your_model.py"), "--quick", "--out", str(tmp_path)],
         capture_output=True, text=True, timeout=600, cwd=tmp_path,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},  # one thread, as the rest of the suite (cores are shared)
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     assert "Scratch-B" in done.stdout and "__main__:build_model" in done.stdout

@@ -93,3 +93,15 @@ def test_grouped_convs_and_concatenations() -> None:
     pruned = prune_kept(Net(), {"a": [0, 1, 2, 3]}, torch.zeros(1, 1, 8, 8)).model
     assert pruned(torch.zeros(1, 1, 8, 8)).shape == (1, 10)
     assert pruned.get_submodule("a").out_channels == 4
+
+
+def test_magnitude_masks_on_a_user_model_and_their_scratch_arm() -> None:
+    large = user_spec("functional_cnn", width=8).build()
+    method = get_method("magnitude")
+    res = method.prune(large, None, method.parse_options({"ratio": 0.5}))
+    assert res.masks and isinstance(res.model.spec, BuilderSpec)
+    scratch, masks = scratch_model(res.model, seed=3, masks=res.masks)
+    assert masks is not None
+    for key, mask in masks.items():
+        weight = scratch.get_parameter(key)
+        assert not weight[~mask].any() and not torch.equal(weight, res.model.get_parameter(key))

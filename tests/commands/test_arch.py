@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -30,6 +31,8 @@ def test_json_without_base(capsys: pytest.CaptureFixture[str]) -> None:
     assert out["flops"]["input_shape"] == [1, 8, 8] and out["flops"]["mode"] == "reference"
     assert out["flops_dispatch"]["flops"] == 2 * out["flops_dispatch"]["macs"] == 2 * out["flops"]["macs"]
     assert out["latency_ms"]["batch_size"] == 1 and out["latency_ms"]["median"] > 0
+    lat = out["latency_ms"]
+    assert lat["cell"] == f"{lat['median']:.3f} ± {lat['iqr']:.3f} ms (IQR)" + (" noisy" if lat["noisy"] else "")
     assert out["widths"] == [16] * 3 + [32] * 3 + [64] * 3
 
 
@@ -52,6 +55,7 @@ def test_text_output_names_modes_and_budget(capsys: pytest.CaptureFixture[str]) 
     text = capsys.readouterr().out
     assert "[reference, counter" in text and "[dispatch, counter" in text
     assert "Scratch-B" in text and "batch 1" in text
+    assert re.search(r"latency +\d+\.\d{3} ± \d+\.\d{3} ms \(IQR\)( noisy)? over \d+ blocks", text)  # Latency.cell()
 
 
 def test_list_and_errors(capsys: pytest.CaptureFixture[str]) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from kit import tiny_preset
 
 from prunebench.cli import main
 from prunebench.data import cifar, fashion_mnist, loader
@@ -14,28 +15,7 @@ from prunebench.experiment import stages
 from prunebench.models import variant
 from prunebench.train import save_model
 
-TINY = """
-name = "tiny-data"
-seeds = [0]
-[data]
-name = "fashion-mnist"
-train_subset = 100
-test_subset = 100
-[model]
-variant = "vgg11"
-width_mult = 0.125
-[[methods]]
-name = "l1norm"
-options = { ratio = 0.5 }
-[arms]
-unpruned = true
-[recipes.large]
-epochs = 1
-lr = 0.05
-[recipes.finetune]
-epochs = 1
-lr = 0.01
-"""
+TINY = tiny_preset("tiny-data", quiet=False, arms=("unpruned",))
 
 
 @pytest.fixture

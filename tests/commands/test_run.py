@@ -11,36 +11,14 @@ import time
 from pathlib import Path
 
 import pytest
+from kit import accuracies, tiny_preset
 
 from prunebench.cli import main
-from prunebench.experiment import Store
 
-TINY = """
-name = "tiny"
-seeds = [0, 1]
-log_test_every_epoch = false
-[data]
-name = "fashion-mnist"
-train_subset = 200
-test_subset = 200
-[model]
-variant = "vgg11"
-width_mult = 0.125
-[[methods]]
-name = "l1norm"
-options = { ratio = 0.5 }
-[arms]
-unpruned = true
-finetuned = true
-scratch_e = true
-[recipes.large]
-epochs = 2
-lr = 0.05
-milestones = [1]
-[recipes.finetune]
-epochs = 1
-lr = 0.01
-"""
+TINY = tiny_preset(
+    seeds=(0, 1), train_subset=200, test_subset=200, arms=("unpruned", "finetuned", "scratch_e"),
+    large=("epochs = 2", "lr = 0.05", "milestones = [1]"),
+)
 
 
 def _done(exp_dir: Path) -> int:
@@ -49,14 +27,6 @@ def _done(exp_dir: Path) -> int:
             return db.execute("SELECT count(*) FROM stages WHERE status = 'done'").fetchone()[0]
     except sqlite3.Error:  # not created yet
         return 0
-
-
-def _accuracies(exp_dir: Path) -> dict[tuple[str, str], float]:
-    store = Store.open(exp_dir)
-    try:
-        return {(r["stage_id"], r["arm"]): r["primary_acc"] for r in store.rows()}
-    finally:
-        store.close()
 
 
 def test_dry_run_prints_the_graph(capsys: pytest.CaptureFixture[str]) -> None:
@@ -99,13 +69,13 @@ def test_sigkill_midway_then_rerun_matches_uninterrupted(tmp_path: Path) -> None
     assert 2 <= _done(killed) < 8
     rerun = subprocess.run([*command, str(killed)], check=True, env=env, capture_output=True, text=True, timeout=300)
     assert "already done" in rerun.stdout
-    assert _accuracies(killed) == _accuracies(clean)
-    assert len(_accuracies(clean)) == 6  # 2 seeds x (unpruned, fine-tuned, Scratch-E)
+    assert accuracies(killed) == accuracies(clean)
+    assert len(accuracies(clean)) == 6  # 2 seeds x (unpruned, fine-tuned, Scratch-E)
 
 
 @pytest.mark.parametrize(("preset", "why"), [
-    ("e8-detection-voc-resnet34", "is a documented stub and cannot run"),
-    ("e1-l1-imagenet-resnet34", "data set 'imagenet' can be planned (--dry-run) but not loaded yet"),
+    ("e8-detection-voc-resnet34", "imagenet not found"),  # runnable: its backbones train on ImageNet first
+    ("e1-l1-imagenet-resnet34", "imagenet not found"),  # runnable: an ImageNet-layout folder is looked for
 ])  # fmt: skip
 def test_plan_only_presets_refuse_to_run(preset: str, why: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["run", preset, "--out", str(tmp_path)]) == 2

@@ -14,7 +14,7 @@ from prunebench.data import fashion_mnist
 def test_list(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["data", "list"]) == 0
     out = capsys.readouterr().out
-    assert [line.split()[0] for line in out.splitlines()] == ["fashion-mnist", "digits", "cifar10", "cifar100"]
+    assert [line.split()[0] for line in out.splitlines()] == ["fashion-mnist", "digits", "cifar10", "cifar100", "imagenet"]
 
 
 def test_info_text_and_json(capsys: pytest.CaptureFixture[str]) -> None:

@@ -10,36 +10,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from prunebench.experiment import Store
+from kit import accuracies as accuracies  # re-exported: the claim tests import it from here
+from kit import tiny_preset
 
-TINY = """
-name = "claims"
-seeds = [0, 1]
-log_test_every_epoch = false
-[data]
-name = "digits"
-train_subset = 200
-test_subset = 100
-val_size = 0
-[model]
-variant = "resnet20"
-width_mult = 0.25
-[[methods]]
-name = "l1norm"
-options = { ratio = 0.5 }
-[arms]
-unpruned = true
-finetuned = true
-scratch_e = true
-[recipes.large]
-epochs = EPOCHS
-lr = 0.05
-batch_size = 64
-precision = "fp32"
-[recipes.finetune]
-epochs = 1
-lr = 0.01
-"""
+TINY = tiny_preset(
+    "claims", seeds=(0, 1), data="digits", train_subset=200, data_extra=("val_size = 0",), variant="resnet20", width_mult=0.25,
+    arms=("unpruned", "finetuned", "scratch_e"), large=("epochs = EPOCHS", "lr = 0.05", "batch_size = 64", 'precision = "fp32"'),
+)
 
 #: 2 seeds x (train_large, prune, finetune, scratch_e)
 STAGES = 8
@@ -61,14 +38,6 @@ def start(preset: Path, out: Path, *args: str, **kw: Any) -> subprocess.Popen[st
     return subprocess.Popen(
         run_command(preset, out, *args), env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw
     )
-
-
-def accuracies(exp_dir: Path) -> dict[tuple[str, str], float]:
-    store = Store.open(exp_dir)
-    try:
-        return {(r["stage_id"], r["arm"]): r["primary_acc"] for r in store.rows()}
-    finally:
-        store.close()
 
 
 def query(exp_dir: Path, sql: str) -> list[tuple[Any, ...]]:

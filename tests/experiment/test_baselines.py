@@ -10,12 +10,13 @@ from typing import Any
 
 import pytest
 import torch
-
 from conftest import SmallVGG
+from kit import tiny_preset
+
 from prunebench.errors import ConfigError
 from prunebench.experiment import Store, expand, load_preset, parse_preset, run_experiment
-from prunebench.experiment.preset import preset_dir
 from prunebench.experiment.baselines import long_finetune_recipe, rewound_model, rewound_recipe
+from prunebench.experiment.preset import preset_dir
 from prunebench.experiment.resolve import recipe_of
 from prunebench.models import attached_spec
 from prunebench.prune import get_method
@@ -24,36 +25,12 @@ from prunebench.prune.random_layerwise import random_layerwise
 from prunebench.report.writer import write_report
 from prunebench.train import Recipe, SaveInitCallback, load_model
 
-TINY = """
-name = "tiny-baselines"
-seeds = [0, 1]
-log_test_every_epoch = false
-[data]
-name = "digits"
-train_subset = 300
-test_subset = 100
-[model]
-variant = "resnet20"
-width_mult = 0.25
-[[methods]]
-name = "l1norm"
-label = "l1"
-amounts = [0.3, 0.6]
-[arms]
-finetuned = true
-{arms}
-[compare]
-margin = 1.0
-[recipes.large]
-epochs = 2
-lr = 0.05
-milestones = [1]
-batch_size = 128
-[recipes.finetune]
-epochs = 1
-lr = 0.005
-batch_size = 128
-"""
+TINY = tiny_preset(
+    "tiny-baselines", seeds=(0, 1), data="digits", train_subset=300, variant="resnet20", width_mult=0.25, label="l1",
+    options=None, method_extra=("amounts = [0.3, 0.6]",), arms=("finetuned",), arms_extra=("{arms}",),
+    large=("epochs = 2", "lr = 0.05", "milestones = [1]", "batch_size = 128"),
+    finetune=("epochs = 1", "lr = 0.005", "batch_size = 128"), tail=("[compare]", "margin = 1.0"),
+)
 NEW_ARMS = "finetune_long = true\nlr_rewind = true\nweight_rewind = true\nrandom_layerwise = true\nrewind_epoch = 1"
 
 
@@ -229,7 +206,7 @@ def test_every_new_arm_runs_resumes_and_is_reported(tmp_path: Path) -> None:
     write_report(tmp_path)
     report = (tmp_path / "report.md").read_text()
     assert "Verdicts against the pruning pipeline" in report and "**l1norm@0.6** vs fine-tuned" in report
-    assert "Weight rewinding" in report and "curve-flops.png" in report
+    assert "Weight rewinding" in report and "accuracy-vs-flops.png" in report
     assert "Random selection at the layer-wise amounts" in (tmp_path / "report.tex").read_text()
     exported = json.loads((tmp_path / "results.json").read_text())
     assert {"lr_rewind", "weight_rewind", "random_layerwise", "finetune_long"} <= {r["arm"] for r in exported}

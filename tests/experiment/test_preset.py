@@ -6,35 +6,16 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from kit import tiny_preset
 
 from prunebench.errors import ConfigError
 from prunebench.experiment import load_preset, parse_preset
 from prunebench.experiment.preset import preset_dir
 
-MINIMAL = """
-name = "t"
-seeds = [0, 1]
-[data]
-name = "fashion-mnist"
-train_subset = 100
-[model]
-variant = "vgg11"
-width_mult = 0.125
-[[methods]]
-name = "l1norm"
-options = { ratio = 0.5 }
-[arms]
-unpruned = true
-finetuned = true
-scratch_e = true
-[recipes.large]
-epochs = 4
-lr = 0.1
-milestone_fractions = [0.5, 0.75]
-[recipes.finetune]
-epochs = 1
-lr = 0.001
-"""
+MINIMAL = tiny_preset(
+    "t", seeds=(0, 1), quiet=False, test_subset=None, arms=("unpruned", "finetuned", "scratch_e"),
+    large=("epochs = 4", "lr = 0.1", "milestone_fractions = [0.5, 0.75]"), finetune=("epochs = 1", "lr = 0.001"),
+)
 
 
 def _write(tmp_path: Path, text: str) -> Path:

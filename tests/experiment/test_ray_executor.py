@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import tempfile
@@ -31,12 +32,13 @@ ONE = ThreadPolicy(pinned=1)  # the same thread count everywhere: bit-identical 
 
 @pytest.fixture(scope="module")
 def local_ray() -> Iterator[None]:
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False,
-             _temp_dir=tempfile.mkdtemp(prefix="pbray-", dir="/tmp"))  # fmt: skip
+    temp = tempfile.mkdtemp(prefix="pbray-", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False, _temp_dir=temp)
     try:
         yield
     finally:
         ray.shutdown()
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 def _results(exp_dir: Path) -> list[dict[str, Any]]:
@@ -129,3 +131,24 @@ def test_the_shared_folder_check_passes_here_and_names_a_blind_node(local_ray: N
     assert not list((tmp_path / "exp").iterdir())  # the token file is gone again
     assert unseen_nodes(["10.0.0.1", "10.0.0.2"], ["tok", None], "tok") == ["10.0.0.2"]
     assert unseen_nodes(["a", "b"], ["tok", "old"], "tok") == ["b"]
+
+
+def _task(data: str, nproc: int = 1) -> Any:
+    from types import SimpleNamespace
+
+    from prunebench.experiment.stages import StageTask
+
+    recipe = {"epochs": 1, "lr": 0.1, **({"nproc": nproc} if nproc > 1 else {})}
+    return StageTask("/x", SimpleNamespace(config={"data": {"name": data}, "recipe": recipe}), {})
+
+
+def test_gpu_shares_small_models_share_a_gpu_imagenet_takes_one() -> None:
+    from prunebench.experiment.ray_executor import stage_gpus
+
+    assert stage_gpus(_task("cifar10"), 8, None) == 0.25
+    assert stage_gpus(_task("fashion-mnist"), 1, None) == 0.25
+    assert stage_gpus(_task("imagenet"), 8, None) == 1.0
+    assert stage_gpus(_task("cifar10"), 0, None) == 0.0  # no GPU in the cluster: none asked for
+    assert stage_gpus(_task("cifar10"), 8, 0.5) == 0.5  # --gpus-per-stage wins
+    assert stage_gpus(_task("imagenet", nproc=8), 8, None) == 8.0  # torchrun inside the task: K GPUs
+    assert stage_gpus(_task("imagenet", nproc=4), 8, 0.5) == 2.0

@@ -10,35 +10,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from kit import tiny_preset
 
 from prunebench.cli import main
 from prunebench.experiment import Store, graph, stages
 
-TINY = """
-name = "tiny-readable"
-seeds = [0, 1, 2]
-log_test_every_epoch = false
-[data]
-name = "fashion-mnist"
-train_subset = 100
-test_subset = 100
-[model]
-variant = "vgg11"
-width_mult = 0.125
-[[methods]]
-name = "l1norm"
-label = "l1norm-50%"
-options = { ratio = 0.5 }
-[arms]
-unpruned = true
-finetuned = true
-[recipes.large]
-epochs = 1
-lr = 0.05
-[recipes.finetune]
-epochs = 1
-lr = 0.01
-"""
+TINY = tiny_preset("tiny-readable", seeds=(0, 1, 2), label="l1norm-50%")
 
 NEW_NAME = re.compile(r"^(train_large|prune|finetune)-l1norm-50-s(\d)-[0-9a-f]{12}$")
 

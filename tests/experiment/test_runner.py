@@ -6,36 +6,13 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from kit import tiny_preset
 
 from prunebench.errors import PrunebenchError
 from prunebench.experiment import Store, parse_preset, run_experiment
 from prunebench.experiment import stages as stage_kinds
 
-TINY = """
-name = "runner"
-seeds = [0]
-log_test_every_epoch = false
-[data]
-name = "fashion-mnist"
-train_subset = 100
-test_subset = 100
-[model]
-variant = "vgg11"
-width_mult = 0.125
-[[methods]]
-name = "l1norm"
-options = { ratio = 0.5 }
-[arms]
-unpruned = true
-finetuned = true
-scratch_e = true
-[recipes.large]
-epochs = 1
-lr = 0.05
-[recipes.finetune]
-epochs = 1
-lr = 0.005
-"""
+TINY = tiny_preset("runner", arms=("unpruned", "finetuned", "scratch_e"), finetune=("epochs = 1", "lr = 0.005"))
 
 
 def test_failed_stage_is_recorded_blocks_its_downstream_and_is_retried(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

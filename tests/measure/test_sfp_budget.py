@@ -9,6 +9,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from kit import tiny_preset
 
 from prunebench.cli import main
 from prunebench.errors import ConfigError
@@ -75,28 +76,8 @@ def test_pretrained_sfp_plans_its_400_epoch_base_and_structured_methods_their_va
 
 
 def test_soft_zeroed_rule_is_refused_for_a_method_that_does_not_soft_zero() -> None:
-    text = """
-name = "b"
-seeds = [0]
-[data]
-name = "fashion-mnist"
-[model]
-variant = "vgg11"
-width_mult = 0.125
-[[methods]]
-name = "l1norm"
-options = { ratio = 0.5 }
-[arms]
-scratch_b = true
-[recipes.large]
-epochs = 4
-lr = 0.1
-[recipes.finetune]
-epochs = 1
-lr = 0.001
-[budget]
-flops_rule = "soft_zeroed"
-"""
+    text = tiny_preset("b", quiet=False, train_subset=None, test_subset=None, arms=("scratch_b",), large=("epochs = 4", "lr = 0.1"),
+                       finetune=("epochs = 1", "lr = 0.001"), tail=("[budget]", 'flops_rule = "soft_zeroed"'))  # fmt: skip
     with pytest.raises(ConfigError, match="flops_rule"):
         expand(parse_preset(tomllib.loads(text), "b.toml"))
 

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from kit import tiny_preset
 
 from prunebench.cli import main
 from prunebench.experiment import Store, expand, load_preset
@@ -40,31 +41,7 @@ def helper():
     return 1
 '''
 
-PRESET = """
-name = "plugin"
-seeds = [0]
-log_test_every_epoch = false
-[data]
-name = "fashion-mnist"
-train_subset = 100
-test_subset = 100
-[model]
-variant = "vgg11"
-width_mult = 0.125
-[[methods]]
-name = "keepfirst"
-label = "first-50"
-options = { ratio = 0.5 }
-[arms]
-unpruned = true
-pruned_no_ft = true
-[recipes.large]
-epochs = 1
-lr = 0.05
-[recipes.finetune]
-epochs = 1
-lr = 0.01
-"""
+PRESET = tiny_preset("plugin", method="keepfirst", label="first-50", arms=("unpruned", "pruned_no_ft"))
 
 
 def _distribution(root: Path, entry_points: str) -> Path:

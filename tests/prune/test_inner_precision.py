@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kit import tiny_preset
 
 from prunebench.data import load
 from prunebench.experiment import parse_preset, run_experiment
@@ -55,31 +56,11 @@ def test_inner_training_uses_the_precision_it_is_given(name: str, recipes: list[
 
 
 def test_an_experiment_passes_its_precision_and_its_own_folder(tmp_path: Path, recipes: list[Any]) -> None:
-    text = """
-name = "inner"
-seeds = [0]
-log_test_every_epoch = false
-[data]
-name = "digits"
-val_size = 0
-train_subset = 200
-[model]
-variant = "resnet20"
-width_mult = 0.25
-[[methods]]
-name = "magnitude"
-options = { ratio = 0.5, iterative_rounds = 2, round_epochs = 1 }
-[arms]
-unpruned = true
-pruned_no_ft = true
-[recipes.large]
-epochs = 1
-lr = 0.05
-precision = "fp32"
-[recipes.finetune]
-epochs = 1
-lr = 0.005
-"""
+    text = tiny_preset(
+        "inner", data="digits", train_subset=200, test_subset=None, data_extra=("val_size = 0",), variant="resnet20", width_mult=0.25,
+        method="magnitude", options="ratio = 0.5, iterative_rounds = 2, round_epochs = 1", arms=("unpruned", "pruned_no_ft"),
+        large=("epochs = 1", "lr = 0.05", 'precision = "fp32"'), finetune=("epochs = 1", "lr = 0.005"),
+    )
     run_experiment(parse_preset(tomllib.loads(text), "inner.toml"), tmp_path, say=lambda _: None)
     assert [r.precision for r in recipes] == ["fp32", "fp32"]  # the large model, then the one Han round
     [prune_dir] = (tmp_path / "stages").glob("prune-*")

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 import torch
+from kit import tiny_preset
 from torch import nn
 
 from prunebench.data import load
@@ -107,7 +108,9 @@ CASES: dict[str, dict[str, tuple[str, dict[str, Any], dict[str, Any]]]] = {
         "penalty": ("resnet", {}, {"penalty": 0.1}),
         "momentum": ("resnet", {}, {"momentum": 0.5}),
         "keep_blocks": ("resnet", {}, {"keep_blocks": 1}),
-        "variant": ("resnet50", {"variant": "resnet41"}, {"variant": "resnet26"}),
+        # an untrained net's gates are not zero: named layouts only run when forced
+        "variant": ("resnet50", {"variant": "resnet41", "forced": True}, {"variant": "resnet26", "forced": True}),
+        "forced": ("resnet", {"keep_blocks": 1, "forced": True}, {"keep_blocks": 1, "forced": False}),
         "finetune": ("resnet", {}, {"finetune": True}),
     },
     "uniform": {
@@ -265,27 +268,9 @@ def test_option_acts_or_is_refused(name: str, field: str) -> None:
 def test_dense_reinit_is_refused_for_physically_pruned_scratch_arms() -> None:
     """`scratch_reinit` redraws masked weights; it used to change the identity of physical arms and do nothing."""
     def preset(options: str, arms: str) -> Any:
-        return parse_preset(tomllib.loads(f"""
-name = "reinit"
-seeds = [0]
-[data]
-name = "fashion-mnist"
-[model]
-variant = "vgg11"
-width_mult = 0.125
-[[methods]]
-name = "l1norm"
-options = {{ {options} }}
-[arms]
-{arms}
-scratch_reinit = "dense"
-[recipes.large]
-epochs = 2
-lr = 0.1
-[recipes.finetune]
-epochs = 1
-lr = 0.01
-"""), "reinit.toml")  # fmt: skip
+        text = tiny_preset("reinit", quiet=False, train_subset=None, test_subset=None, options=options, arms=(),
+                           arms_extra=(arms, 'scratch_reinit = "dense"'), large=("epochs = 2", "lr = 0.1"))  # fmt: skip
+        return parse_preset(tomllib.loads(text), "reinit.toml")
 
     for arms in ("scratch_e = true", "scratch_b = true", "winning_ticket = true\nrandom_ticket = true"):
         with pytest.raises(ConfigError, match="scratch_reinit"):
@@ -298,26 +283,9 @@ lr = 0.01
 
 def test_execution_options_stay_out_of_stage_identities() -> None:
     def prune_ids(options: str) -> set[str]:
-        plan = expand(parse_preset(tomllib.loads(f"""
-name = "ids"
-seeds = [0]
-[data]
-name = "fashion-mnist"
-[model]
-variant = "vgg11"
-width_mult = 0.125
-[[methods]]
-name = "regression"
-options = {{ {options} }}
-[arms]
-pruned_no_ft = true
-[recipes.large]
-epochs = 2
-lr = 0.1
-[recipes.finetune]
-epochs = 1
-lr = 0.01
-"""), "ids.toml"))  # fmt: skip
+        text = tiny_preset("ids", quiet=False, train_subset=None, test_subset=None, method="regression", options=options,
+                           arms=("pruned_no_ft",), large=("epochs = 2", "lr = 0.1"))  # fmt: skip
+        plan = expand(parse_preset(tomllib.loads(text), "ids.toml"))
         return {s.id for s in plan.stages if s.kind == "prune"}
 
     assert prune_ids("ratio = 0.5") == prune_ids("ratio = 0.5, batch_size = 16") != prune_ids("ratio = 0.5, images = 50")

@@ -83,14 +83,20 @@ def test_ties_at_the_threshold_are_all_removed() -> None:
     assert result.info["threshold"] == pytest.approx(0.5)
 
 
-@pytest.mark.parametrize("name", ["preresnet164", "densenet40"])
-def test_channel_selection_keeps_residual_and_concat_widths(name: str) -> None:
+def _random_gammas(name: str, width_mult: float) -> nn.Module:
+    """`name` at `width_mult`, seed 0, with every BN scale drawn from U(0, 1): channels differ in γ."""
     seed_everything(0)
-    model = variant(name, width_mult=0.25 if name == "preresnet164" else 1.0).build()
+    model = variant(name, width_mult=width_mult).build()
     with torch.no_grad():
         for m in model.modules():
             if isinstance(m, nn.BatchNorm2d):
                 m.weight.uniform_(0.0, 1.0)
+    return model
+
+
+@pytest.mark.parametrize("name", ["preresnet164", "densenet40"])
+def test_channel_selection_keeps_residual_and_concat_widths(name: str) -> None:
+    model = _random_gammas(name, 0.25 if name == "preresnet164" else 1.0)
     result = METHOD.prune(model, None, METHOD.parse_options({"ratio": 0.5}))
     groups = model.spec.groups()
     assert any(g.kind == "select" for g in groups)
@@ -125,12 +131,7 @@ def test_options_are_checked() -> None:
 def test_slimming_twice_reads_the_selected_gammas(name: str) -> None:
     """Multi-pass slimming (Liu et al.): the second pass scores a channel selection by the γ of the
     channels it still lets through, not by the full-width BN in front of it."""
-    seed_everything(0)
-    model = variant(name, width_mult=0.25 if name == "preresnet164" else 0.5).build()
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.weight.uniform_(0.0, 1.0)
+    model = _random_gammas(name, 0.25 if name == "preresnet164" else 0.5)
     opts = METHOD.parse_options({"ratio": 0.3})
     first = METHOD.prune(model, None, opts)
     second = METHOD.prune(first.model, None, opts)

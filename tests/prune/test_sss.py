@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from prunebench.data import load
-from prunebench.errors import SpecError
+from prunebench.errors import ConfigError, SpecError
 from prunebench.models import CifarResNetSpec, ResNetSpec, spec_from_json, spec_of, variant
 from prunebench.models.resnet_cifar import ShortcutOnly
 from prunebench.prune import get_method

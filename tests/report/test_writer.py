@@ -60,3 +60,41 @@ def test_report_tables_statistics_and_files(tmp_path: Path) -> None:
 def test_report_of_a_folder_without_store_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(PrunebenchError, match="no prunebench.sqlite here"):
         write_report(tmp_path)
+
+
+def _set_rules(exp_dir: Path, rules: list[str | None]) -> None:
+    """Give the Scratch-B runs (seeds 0, 1, 2) budgets with these FLOPs rules (None: a policy from before the rule was stored)."""
+    store = Store.open(exp_dir)
+    for seed, rule in enumerate(rules):
+        policy = {"kind": "paper", "capped": False, **({"flops_rule": rule} if rule else {})}
+        store.set_budget(f"scratch_b{seed}".ljust(64, "0"), epochs=320, training_flops=1e12, policy=policy)
+    store.close()
+
+
+def test_report_names_the_scratch_b_flops_rule_in_markdown_latex_and_html(tmp_path: Path) -> None:
+    _fill(tmp_path)
+    _set_rules(tmp_path, ["soft_zeroed"] * 3)
+    write_report(tmp_path)
+    md = (tmp_path / "report.md").read_text()
+    assert "Scratch-B FLOPs rule: `soft_zeroed` (FLOPs of the soft-zeroed full model, the SFP reference's count)." in md
+    assert "`pruned`" not in md and "seeds 0" not in md  # one rule for every run: no seed list
+    tex = (tmp_path / "report.tex").read_text()
+    assert r"\multicolumn{7}{l}{\footnotesize l1: Scratch-B FLOPs rule soft\_zeroed (seeds 0, 1, 2)} \\" in tex
+    assert tex.index(r"\bottomrule") < tex.index("FLOPs rule") < tex.index(r"\end{tabular}")
+    assert "Scratch-B FLOPs rule: <code>soft_zeroed</code>" in (tmp_path / "report.html").read_text()
+
+
+def test_mixed_and_unrecorded_flops_rules_name_their_seeds(tmp_path: Path) -> None:
+    _fill(tmp_path)
+    _set_rules(tmp_path, ["pruned", None, "pruned"])
+    write_report(tmp_path)
+    md = (tmp_path / "report.md").read_text()
+    assert ("Scratch-B FLOPs rule: `not recorded` (the rule of an older run; seeds 1); "
+            "`pruned` (FLOPs of the pruned model as deployed; seeds 0, 2).") in md  # fmt: skip
+    assert "not recorded (seeds 1), pruned (seeds 0, 2)" in (tmp_path / "report.tex").read_text()
+
+
+def test_no_budget_policy_no_rule_note(tmp_path: Path) -> None:
+    _fill(tmp_path)  # budgets without a policy (no Scratch-B budget was derived)
+    write_report(tmp_path)
+    assert "FLOPs rule" not in (tmp_path / "report.md").read_text() + (tmp_path / "report.tex").read_text()

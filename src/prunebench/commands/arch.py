@@ -141,8 +141,9 @@ def describe(name: str, shape: Shape, *, batch_size: int, repeats: int) -> dict[
         "flops": _flops_dict(count_flops(model)),
         "flops_dispatch": _flops_dict(count_flops(model, mode="dispatch")),
         "latency_ms": {
-            "median": lat.median_ms, "p10": lat.p10_ms, "p90": lat.p90_ms,
-            "batch_size": lat.batch_size, "device": lat.device, "threads": lat.threads,
+            "median": lat.median_ms, "p10": lat.p10_ms, "p90": lat.p90_ms, "iqr": lat.iqr_ms, "noisy": lat.noisy,
+            "blocks": lat.blocks, "batch_size": lat.batch_size, "device": lat.device, "threads": lat.threads,
+            "cell": lat.cell(),  # median ± IQR, `noisy` when flagged: as the report's tables say it
         },
         "widths": spec.widths(),
     }
@@ -206,7 +207,7 @@ def _text(r: dict[str, Any], base: str | None, schedule: Schedule | None) -> str
         f"  params           {_params(r['params'])}",
         f"  FLOPs            {_flops(r['flops'])}",
         f"  FLOPs dispatch   {_flops(r['flops_dispatch'])}",
-        f"  latency          median {lat['median']:.2f} ms (p10 {lat['p10']:.2f}, p90 {lat['p90']:.2f}); "
+        f"  latency          {lat['cell']} over {lat['blocks']} blocks; "
         f"batch {lat['batch_size']}, {lat['device']}, {lat['threads']} threads",
     ]
     if base and schedule:

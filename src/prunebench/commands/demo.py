@@ -23,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_data_dir(parser)
     add_threads(parser)
     parser.epilog = (
-        "Trains VGG-11 at 1/4 width to convergence on the full Fashion-MNIST, prunes it with L1-norm and "
+        "Trains VGG-11 at 1/4 width for 12 epochs (>= 91%) on the full Fashion-MNIST, prunes it with L1-norm and "
         "Network Slimming, and trains every control arm (fine-tuned, Scratch-E, Scratch-B, ...) for 3 seeds. "
         "Rerunning it does nothing; an interrupted run resumes."
     )

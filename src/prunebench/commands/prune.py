@@ -131,7 +131,7 @@ def measure(model: nn.Module, masks: dict[str, Any] | None) -> dict[str, Any]:
     return {
         "params": params.total,
         "params_nonzero": params.nonzero,
-        "flops": count_flops(model, mode="reference").flops,
+        "flops": count_flops(model).flops,  # the model's rule: reference for the zoo, dispatch for user models
         "flops_sparse": count_flops(model, mode="reference", masks=masks).flops if masks else None,
         "latency_ms": measure_latency(model).median_ms,
         "widths": attached_spec(model).widths(),
@@ -208,6 +208,10 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"{', '.join(missing)} required (or --list)")
     method = get_method(args.method)
     opts = method.parse_options(raw_options(args))
+    ignored = sorted(set(raw_options(args)) & method.training_options)
+    if ignored:  # accepted silently, it would suggest the checkpoint was trained with it
+        raise ConfigError(f"--option {ignored[0]}: only changes {method.name}'s large-model training, which this "
+                          f"checkpoint already had; train with `prunebench train --method {method.name} --option {ignored[0]}=...`")  # fmt: skip
     check_out(args.out, args.force)
     source = checkpoint_dir(args.checkpoint)
     large, large_masks, _ = load_model(source)

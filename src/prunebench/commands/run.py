@@ -88,6 +88,8 @@ def run(args: argparse.Namespace) -> int:
 
         print(f"MLflow: {export_mlflow(out, args.mlflow)} stage(s) exported to {args.mlflow}")
     print(f"{summary.ran} stage(s) run, {summary.already_done} already done; report: {report}")
+    if summary.skipped_images:
+        print(f"{len(summary.skipped_images)} image(s) skipped: they do not decode (first: {summary.skipped_images[0]})")
     return 0
 
 

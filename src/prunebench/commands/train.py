@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from prunebench.commands.options import add_data_dir, add_threads
+from prunebench.commands.sparsity import sparsity_training
 from prunebench.data import DEFAULT_DATASET, list_datasets, load
 from prunebench.commands import argtypes
 from prunebench.errors import ConfigError
@@ -24,15 +25,25 @@ from prunebench.train.threads import thread_policy, use_threads
 CONFIG_FILE = "config.json"
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def add_arguments(parser: argparse.ArgumentParser, *, from_checkpoint: bool = False) -> None:
+    """`from_checkpoint`: the options of `finetune`/`scratch`, whose architecture comes from a checkpoint."""
     parser.epilog = (
         "The run folder gets config.json, metrics.csv (one row per epoch), state/ (the resumable "
         "checkpoint, rewritten every epoch), best/ (best on the validation split), final/ and, last, "
         "result.json. Re-running the same command resumes an interrupted run and does not retrain a "
         "finished one; different settings on an existing run folder are refused."
     )
-    parser.add_argument("--arch", required=True, metavar="NAME",
-                        help="named architecture (see `prunebench arch --list`)")
+    if not from_checkpoint:
+        model = parser.add_mutually_exclusive_group(required=True)
+        model.add_argument("--arch", metavar="NAME", help="named architecture (see `prunebench arch --list`)")
+        model.add_argument("--builder", metavar="MODULE:FUNCTION",
+                           help="your own model: an importable function returning a fresh nn.Module (README: Prune your own model)")
+        parser.add_argument("--kwargs", type=json.loads, default={}, metavar="JSON",
+                            help="keyword arguments of --builder, as a JSON object (default: {})")
+        parser.add_argument("--method", metavar="NAME",
+                            help="train the large model the way this method needs: slimming (L1 on BN scales), sfp (soft filter pruning)")
+        parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                            help="an option of --method that changes its training (slimming: lam; sfp: ratio, layers); repeatable")
     parser.add_argument("--dataset", default=DEFAULT_DATASET, choices=list_datasets(), metavar="D",
                         help=f"data set: {', '.join(list_datasets())} (default: {DEFAULT_DATASET})")
     parser.add_argument("--epochs", type=argtypes.EPOCHS, required=True, metavar="E",
@@ -55,8 +66,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--val-size", type=argtypes.COUNT, metavar="N",
                         help="validation images carved from the training set (default: per data set; 0 = none)")
     parser.add_argument("--train-subset", type=argtypes.COUNT, metavar="N", help="train on N class-balanced images only")
-    parser.add_argument("--width-mult", type=argtypes.WIDTH_MULT, default=1.0, metavar="X",
-                        help=f"scale every width by X (0 < X <= {MAX_WIDTH_MULT:g}; default: 1)")
+    if not from_checkpoint:
+        parser.add_argument("--width-mult", type=argtypes.WIDTH_MULT, default=1.0, metavar="X",
+                            help=f"scale every width by X (0 < X <= {MAX_WIDTH_MULT:g}; default: 1)")
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
                         help="auto = bf16 autocast + channels_last where the hardware supports bf16 (default: auto)")
     parser.add_argument("--compile", action="store_true",
@@ -66,6 +78,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_threads(parser)
     parser.add_argument("--out", metavar="DIR", help="run folder (default: runs/train/ARCH-DATASET-seedS)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument("--ddp", action="store_true",
+                        help="data-parallel over the processes torchrun starts: torchrun --nproc_per_node K "
+                        "-m prunebench.cli train ... --ddp (gloo on the CPU, nccl on GPUs; rank 0 writes --out)")
 
 
 def parse_milestones(text: str, epochs: int) -> tuple[int, ...]:
@@ -118,18 +133,66 @@ def _flat(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
+    if not args.ddp:
+        return _run(args)
+    from prunebench.train import distributed
+
+    rank = distributed.init(args.device)  # one line if not under torchrun
+    try:
+        return _run(args, main=rank.main, barrier=rank.barrier)
+    finally:
+        distributed.shutdown()
+
+
+def _run(args: argparse.Namespace, main: bool = True, barrier: Any = None) -> int:
+    """One training run; under --ddp every rank runs it and `main` (rank 0) alone writes and prints."""
     recipe = recipe_from_args(args)
-    out = Path(args.out or f"runs/train/{args.arch}-{args.dataset}-seed{args.seed}")
+    label = args.arch or args.builder
+    out = Path(args.out or f"runs/train/{label.replace(':', '-')}-{args.dataset}-seed{args.seed}")
     config = {
-        "arch": args.arch, "dataset": args.dataset, "width_mult": args.width_mult, "seed": args.seed,
+        "arch": label, "dataset": args.dataset, "width_mult": args.width_mult, "seed": args.seed,
         "val_size": args.val_size, "train_subset": args.train_subset, "recipe": recipe.to_dict(),
     }
+    if args.method:  # only when given: the config of older run folders stays valid
+        config["method"] = {"name": args.method, "options": sorted(args.option)}
+    if args.builder:
+        config["kwargs"] = args.kwargs
     check_config(out, config)
     splits = load(args.dataset, val_size=args.val_size, train_subset=args.train_subset, data_dir=args.data_dir)
     seed_everything(args.seed)
-    model = build_model(variant(args.arch, splits.info, width_mult=args.width_mult))
+    model = build_model(user_spec(args, splits.info) if args.builder else variant(args.arch, splits.info, width_mult=args.width_mult))
+    callbacks = sparsity_training(args.method, args.option, model) if args.method else []
     resolve_device(args.device)  # a bad --device fails before anything is written
     threads = thread_policy(args.threads)  # so does a bad --threads or $PRUNEBENCH_THREADS
+    if main:
+        prepare_run_folder(out, config, recipe)
+    if barrier is not None:
+        barrier()  # the other ranks start once rank 0 has claimed the folder
+    with use_threads(threads):
+        result = train(model, splits, recipe, out, seed=args.seed, device=args.device, callbacks=callbacks)
+    if not main:
+        return 0
+    if args.json:
+        print(json.dumps({"out": str(out), **result.to_dict()}, indent=1))
+    else:
+        print(summary(label, args.dataset, out, result))
+    return 0
+
+
+def user_spec(args: argparse.Namespace, info: Any) -> Any:
+    """The builder spec of `--builder` (at the data set's classes, channels and input size)."""
+    from prunebench.models import BuilderSpec
+
+    if args.width_mult != 1.0:
+        raise ConfigError("--width-mult scales zoo architectures; a --builder model takes its widths from --kwargs")
+    if not isinstance(args.kwargs, dict):
+        raise ConfigError(f"--kwargs must be a JSON object, got {args.kwargs!r}")
+    return BuilderSpec(builder=args.builder, kwargs=args.kwargs, num_classes=info.num_classes,
+                       in_channels=info.in_channels, input_size=info.input_size)  # fmt: skip
+
+
+def prepare_run_folder(out: Path, config: dict[str, Any], recipe: Recipe) -> None:
+    """Claim `out` and say whether the run resumes, is finished, or starts (writing its config)."""
     # the user's folder is refused untouched; a run folder from before markers has our config.json
     claim_dir(out, recognise=lambda d: (d / CONFIG_FILE).is_file())
     if (out / RESULT_FILE).exists():
@@ -139,13 +202,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"resuming {out} after epoch {done} of {recipe.epochs}", file=sys.stderr)
     else:
         atomic_write_text(out / CONFIG_FILE, json.dumps(config, indent=1, sort_keys=True))
-    with use_threads(threads):
-        result = train(model, splits, recipe, out, seed=args.seed, device=args.device)
-    if args.json:
-        print(json.dumps({"out": str(out), **result.to_dict()}, indent=1))
-    else:
-        print(summary(args.arch, args.dataset, out, result))
-    return 0
 
 
 def _acc(v: float | None) -> str:

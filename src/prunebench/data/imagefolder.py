@@ -113,6 +113,23 @@ def decode(data: torch.Tensor, device: str = "cpu") -> torch.Tensor:
     return decode_image(data, mode=ImageReadMode.RGB)
 
 
+def _decode_on(datas: list[torch.Tensor], device: torch.device) -> list[torch.Tensor]:
+    """A batch of encoded files decoded on the GPU in one call; a batch with a non-JPEG (or a file
+    nvjpeg refuses) falls back to decoding it file by file, PNGs on the CPU."""
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    try:
+        return list(decode_jpeg(datas, mode=ImageReadMode.RGB, device=device))
+    except RuntimeError:
+        out = []
+        for d in datas:
+            try:
+                out.append(decode(d, str(device)))
+            except RuntimeError:
+                out.append(decode(d).to(device))
+        return out
+
+
 class _Files(torch.utils.data.Dataset[tuple[torch.Tensor, int, str]]):
     """The worker side: read (and unless decoding on the GPU, decode and transform) one file."""
 
@@ -215,7 +232,7 @@ class FolderImages:
         for item in loader:
             if on_gpu:
                 datas, pos, bad = item
-                imgs = [transform(decode(d, str(device)), self.size, train, seeds[p]) for d, p in zip(datas, pos)]
+                imgs = [transform(img, self.size, train, seeds[p]) for img, p in zip(_decode_on(datas, device), pos)]
                 x, pos_t = (torch.stack(imgs) if imgs else torch.empty(0, dtype=torch.uint8)), torch.tensor(pos)
             else:
                 x, pos_t, bad = item
@@ -303,6 +320,10 @@ def load_raw(name: str, data_dir: str | os.PathLike[str] | None, *, input_size: 
     """The folder as `RawData` whose images are `FolderImages` (nothing decoded)."""
     from prunebench.data.raw import RawData
 
+    try:
+        import torchvision  # noqa: F401  (decoding and transforms)
+    except ImportError:
+        raise DataError(f"{name}: image folders need torchvision (pinned with torch in pyproject.toml)") from None
     root = find(data_dir)
     if root is None:
         looked = [f"{r} ({how}; train/ in it or in {'/ or '.join(FOLDER_NAMES)}/)" for r, how in labelled_roots(data_dir)]

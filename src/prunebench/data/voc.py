@@ -78,8 +78,8 @@ def _read_capped(path: Path, cap: int) -> bytes:
 
 def parse_annotation(path: Path, classes: tuple[str, ...] = CLASSES) -> tuple[int, int, list[tuple[float, float, float, float]], list[int], list[bool]]:
     """(width, height, boxes, labels, difficult) of one VOC XML file; objects of other classes are skipped."""
-    import defusedxml.ElementTree as ET
-    from defusedxml import DefusedXmlException
+    import defusedxml.ElementTree as ET  # type: ignore[import-untyped, import-not-found, unused-ignore]
+    from defusedxml import DefusedXmlException  # type: ignore[import-untyped, import-not-found, unused-ignore]
 
     data = _read_capped(path, MAX_XML_BYTES)
     try:

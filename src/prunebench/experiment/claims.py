@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from prunebench.train.checkpoint import pid_alive
+
 #: Seconds a claim of another host stays valid without a renewal; renewed every LEASE_S / 4.
 LEASE_S = 60.0
 
@@ -62,13 +64,7 @@ def process_alive(pid: int | None, start: str | None) -> bool:
     except FileNotFoundError:
         return False
     except OSError:  # no /proc: ask the kernel directly
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
+        return pid_alive(pid)
     state = stat[stat.rindex(")") + 2 :].split()[0]
     if state in ("Z", "X"):  # a zombie has exited; only its parent has not reaped it yet
         return False

@@ -30,6 +30,7 @@ from typing import Any
 
 from prunebench.errors import ConfigError
 from prunebench.experiment.baselines import BASELINE_KINDS, large_rewind_config, plan_baselines
+from prunebench.experiment.detection_stages import DETECTION_KINDS, plan_detection
 from prunebench.experiment.identity import derived_seed, non_default, stage_identity
 from prunebench.experiment.planned import planned_scratch_b
 from prunebench.experiment.preset import PRETRAINED_SOFT_LR, MethodConfig, Preset, load_preset
@@ -53,6 +54,7 @@ KINDS = {
     "guided_scratch": "train a model with the pruned model's per-stage average widths from scratch",
     "guided_sparse_scratch": "train the full model from scratch under masks with the pruned model's per-stage sparsity",
     "transferred_guided_scratch": "train a model with another experiment's pruned per-stage widths (or sparsity) from scratch",
+    **DETECTION_KINDS,  # detection transfer, E8 (experiment/detection_stages.py)
 }
 #: architecture-search arm (= its stage kind) -> the pruning style it applies to; other runs skip it
 _SEARCH_ARMS = {
@@ -199,6 +201,7 @@ def expand(preset: Preset, *, split_hash: str | None = None, source_split_hash: 
             else:
                 _scratch_arms(b, m, r, seed, prune, pre, large_recipe)
             plan_baselines(b, m, r, seed, prune, large, large_recipe)
+            plan_detection(b, m, r, seed)  # E8: transfer this seed's backbones into Faster R-CNN
             if source is not None:
                 src_large, src_prune = source.stages(seed)
                 cfg = {"recipe": large_recipe, "init_seed": derived_seed(seed, "transferred_guided_scratch"),

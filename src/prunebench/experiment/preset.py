@@ -108,9 +108,13 @@ class RecipeConfig:
     nesterov: bool = False
     weight_decay: float = 1e-4
     precision: str = "fp32"
+    nproc: int = 1  # data-parallel processes for this recipe's stages (torchrun); not inherited
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+        d = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+        if self.nproc == 1:  # the default: left out, as the trainer's Recipe.to_dict does
+            del d["nproc"]
+        return d
 
 
 @dataclass(frozen=True)
@@ -163,6 +167,7 @@ class Preset:
     transfer: TransferConfig | None = None
     rewind_epoch: int = 0  # arms.rewind_epoch: where LR / weight rewinding start in the large schedule
     compare: CompareConfig = CompareConfig()
+    detection: dict[str, Any] | None = None  # E8's [detection] table (experiment/detection_stages.py)
 
     def with_seeds(self, n: int) -> Preset:
         """The first `n` seeds, extended with consecutive integers when `n` exceeds the list."""
@@ -345,7 +350,7 @@ def _model(r: _Reader, raw: Any) -> ModelConfig:
 
 #: what a user model (`[model] builder`) can run: methods that prune through the dependency graph
 #: (prune/depgraph.py) and the arms that need only the pruned model and its record
-USER_MODEL_METHODS = ("l1norm", "slimming")
+USER_MODEL_METHODS = ("l1norm", "slimming", "magnitude")
 USER_MODEL_ARMS = ("unpruned", "unpruned_plain", "pruned_no_ft", "pruned_no_ft_bnrecal", "finetuned", "scratch_e", "scratch_b")
 
 
@@ -362,7 +367,7 @@ def _check_user_model(r: _Reader, arms: tuple[str, ...], methods: Any) -> None:
 def _recipe(r: _Reader, raw: Any, path: str, inherit: RecipeConfig | None = None) -> RecipeConfig:
     keys = {
         "epochs", "lr", "milestones", "milestone_fractions", "gamma", "lr_multipliers",
-        "batch_size", "momentum", "nesterov", "weight_decay", "precision",
+        "batch_size", "momentum", "nesterov", "weight_decay", "precision", "nproc",
     }  # fmt: skip
     t = r.table(raw, path, keys)
     base = inherit or RecipeConfig(epochs=1, lr=0.1)
@@ -402,6 +407,7 @@ def _recipe(r: _Reader, raw: Any, path: str, inherit: RecipeConfig | None = None
         nesterov=r.get(t, "nesterov", path, r.bool_, base.nesterov),
         weight_decay=r.get(t, "weight_decay", path, r.num, base.weight_decay),
         precision=r.get(t, "precision", path, r.str_, base.precision),
+        nproc=r.get(t, "nproc", path, r.pos_int, 1),
     )
     from prunebench.train import Recipe  # the trainer's own checks (momentum range, nesterov, ...)
 
@@ -550,7 +556,7 @@ def parse_preset(raw: dict[str, Any], file: str) -> Preset:
     bad = value_error(raw)  # NaN/inf, integers beyond 64 bits, absurd nesting: anywhere, options included
     if bad:
         raise r.fail(*bad)
-    top = {"name", "description", "notes", "unsupported", "log_test_every_epoch", "weight_histograms", "seeds", "data", "model", "methods", "arms", "recipes", "budget", "transfer", "compare"}
+    top = {"name", "description", "notes", "unsupported", "log_test_every_epoch", "weight_histograms", "seeds", "data", "model", "methods", "arms", "recipes", "budget", "transfer", "compare", "detection"}
     t = r.table(raw, "", top)
     unsupported = r.get(t, "unsupported", "", r.str_, None)
     recipes = r.table(r.get(t, "recipes", "", r.raw), "recipes", {"large", "finetune", "lottery", "soft_from_pretrained"})
@@ -589,7 +595,14 @@ def parse_preset(raw: dict[str, Any], file: str) -> Preset:
         transfer=transfer,
         rewind_epoch=_rewind_epoch(r, t["arms"], large),
         compare=_compare(r, t.get("compare", {})),
+        detection=_detection(r, t.get("detection"), arms),
     )
+
+
+def _detection(r: _Reader, raw: Any, arms: tuple[str, ...]) -> dict[str, Any] | None:
+    from prunebench.experiment.detection_stages import parse_detection  # E8 only; imports this module
+
+    return parse_detection(r, raw, arms)
 
 
 def preset_dir() -> Path:

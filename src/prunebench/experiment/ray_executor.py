@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import tempfile
 import uuid
 from collections.abc import Callable, Iterable
@@ -30,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from prunebench.errors import PrunebenchError
+from prunebench.experiment.ddp_stage import stage_nproc
 from prunebench.experiment.stages import StageTask
 
 #: The Ray version prunebench is tested with (pyproject.toml pins the same).
@@ -52,11 +54,15 @@ def _ray() -> Any:
 
 def stage_gpus(task: StageTask, cluster_gpus: float, override: float | None) -> float:
     """The GPU share a stage's task asks for: `override` (--gpus-per-stage) if given; else none
-    without GPUs, a quarter for small data sets, a whole GPU for the rest (ImageNet)."""
+    without GPUs, a quarter for small data sets, a whole GPU for the rest (ImageNet).  A stage
+    whose recipe has `nproc = K` (torchrun inside the task) asks for K whole GPUs where there are any."""
+    nproc = stage_nproc(task.stage)
     if override is not None:
-        return override
+        return override * nproc
     if cluster_gpus <= 0:
         return 0.0
+    if nproc > 1:
+        return float(nproc)
     return SMALL_GPU_SHARE if task.stage.config["data"]["name"] in SMALL_DATA else 1.0
 
 
@@ -86,12 +92,13 @@ class RayExecutor:
             raise PrunebenchError(f"--gpus-per-stage must be >= 0, got {gpus_per_stage}")
         ray = self._ray = _ray()
         self._started = False
+        self._temp: str | None = None
         if not ray.is_initialized():
             common: dict[str, Any] = dict(log_to_driver=False, logging_level=logging.ERROR, configure_logging=False)
             try:
-                if address is None:  # a small local instance: no dashboard, its files under /tmp
-                    ray.init(num_cpus=local_cpus, include_dashboard=False,
-                             _temp_dir=tempfile.mkdtemp(prefix="prunebench-ray-", dir="/tmp"), **common)  # fmt: skip
+                if address is None:  # a small local instance: no dashboard, its files under /tmp (removed at close)
+                    self._temp = tempfile.mkdtemp(prefix="prunebench-ray-", dir="/tmp")
+                    ray.init(num_cpus=local_cpus, include_dashboard=False, _temp_dir=self._temp, **common)
                 else:
                     ray.init(address=address, **common)
             except (ConnectionError, RuntimeError, ValueError) as e:
@@ -113,14 +120,15 @@ class RayExecutor:
         return self._remotes[fn]
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> futures.Future:
-        gpus = 0.0
+        gpus, cpus = 0.0, self.cpus_per_stage
         for i, a in enumerate(args):
             if isinstance(a, StageTask):
                 gpus = stage_gpus(a, self.cluster_gpus, self.gpus_per_stage)
+                cpus = self.cpus_per_stage * stage_nproc(a.stage)  # its torchrun ranks run in the task
                 if gpus and a.device is None:  # Ray sets CUDA_VISIBLE_DEVICES to the task's GPU
                     args = (*args[:i], _with_device(a, "cuda"), *args[i + 1 :])
         ref = self._remote(fn).options(
-            num_cpus=self.cpus_per_stage, num_gpus=gpus, max_retries=RETRIES, retry_exceptions=False
+            num_cpus=cpus, num_gpus=gpus, max_retries=RETRIES, retry_exceptions=False
         ).remote(*args)
         fut: futures.Future = futures.Future()
         fut.set_running_or_notify_cancel()
@@ -159,6 +167,8 @@ class RayExecutor:
         if self._started:  # idempotent: the runner closes it, and so does the command on an early exit
             self._ray.shutdown()
             self._started = False
+            if self._temp is not None:
+                shutil.rmtree(self._temp, ignore_errors=True)
 
 
 def _with_device(task: StageTask, device: str) -> StageTask:

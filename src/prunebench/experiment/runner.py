@@ -47,6 +47,9 @@ class RunSummary:
     ran: int
     already_done: int
     by_others: int = 0  # finished meanwhile by other processes sharing the folder
+    # image-folder files that did not decode and were skipped, in this process (pool workers
+    # name theirs on stderr): data/imagefolder.py
+    skipped_images: tuple[str, ...] = ()
 
 
 def preset_record(preset: Preset) -> dict[str, Any]:
@@ -332,7 +335,9 @@ class _Scheduler:
                 f"{len(self.failed)} stage(s) failed, {len(self.blocked) - len(self.failed)} skipped; first: {s.dirname} ({why}); "
                 f"`prunebench report {self.exp_dir} --failures` shows each error with its traceback; rerun to retry"
             )
-        return RunSummary(self.exp_dir, total, self.ran, already, self.by_others)
+        from prunebench.data.imagefolder import skipped_files
+
+        return RunSummary(self.exp_dir, total, self.ran, already, self.by_others, tuple(skipped_files().values()))
 
 
 def _first_line(text: str | None) -> str:

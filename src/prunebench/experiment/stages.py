@@ -31,13 +31,16 @@ import torch
 from torch import nn
 
 from prunebench.experiment.baselines import RUNNERS as BASELINE_RUNNERS, rewind_callbacks
+from prunebench.experiment.detection_stages import DETECTION_RUNNERS
 from prunebench.errors import PrunebenchError
 from prunebench.experiment.claims import process_start
+from prunebench.experiment.ddp_stage import compute_under_torchrun, stage_nproc
 from prunebench.experiment.identity import jsonable
 from prunebench.experiment.resolve import recipe_of
 from prunebench.experiment.store import BACKWARD_MULTIPLIER, ClaimLost, Outputs, Store, StoreError
 from prunebench.experiment.verify import changed_output, hash_folder, model_digest, remove_transient
 from prunebench.models import attached_spec
+from prunebench.train import distributed
 
 STAGES_DIR = "stages"
 PRUNED_DIR = "pruned"  # the prune stage's output checkpoint
@@ -170,6 +173,9 @@ def compute_stage(task: StageTask) -> StageRecord:
     if task.threads:
         torch.set_num_threads(task.threads)
     stage = task.stage
+    nproc = stage_nproc(stage)
+    if nproc > 1 and distributed.active() is None:  # `nproc = K` in its recipe: K processes under torchrun
+        return compute_under_torchrun(task, nproc)
     try:
         if task.claim is not None and task.attach:
             store = Store.open(task.exp_dir)
@@ -178,7 +184,9 @@ def compute_stage(task: StageTask) -> StageRecord:
             finally:
                 store.close()
         out = Path(task.exp_dir) / STAGES_DIR / stage.dirname
-        remove_transient(out)  # under the claim, every temporary file here is a dead process's
+        rank = distributed.active()
+        if rank is None or rank.main:  # under the claim, every temporary file here is a dead process's
+            remove_transient(out)  # (under torchrun rank 0's alone: the other ranks never write here)
         inputs = _verified_upstream(task)
         splits = load_splits(stage.config["data"], task.data_dir)
         out.mkdir(parents=True, exist_ok=True)
@@ -576,4 +584,5 @@ _KINDS = {
     "guided_sparse_scratch": _search_arm,
     "transferred_guided_scratch": _search_arm,
     **BASELINE_RUNNERS,  # experiment/baselines.py (its run functions call back into this module)
+    **DETECTION_RUNNERS,  # experiment/detection_stages.py (E8)
 }

@@ -7,6 +7,9 @@ and the structural pruning applied since: an ordered list of
 that layer's current width.  Replaying the record on a freshly built model gives the
 pruned architecture, so a checkpoint stores only this JSON and the weights, never a
 pickled module; Scratch-E/B build the model under their own seed and replay the record.
+That, rather than calling each pruned layer's `reset_parameters()`, is the scratch init: it is the
+user's own initialisation (custom inits in `__init__` that `reset_parameters()` would skip) and the
+same rebuild path a checkpoint load takes, so the scratch architecture cannot drift from the record.
 
 Building imports and calls the named function: load a checkpoint only if you trust the
 code it names (functions of the standard library and builtins are refused).

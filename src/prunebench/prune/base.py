@@ -75,6 +75,9 @@ class PruneMethod(ABC):
     #: options that only decide how fast the method runs, never its result (e.g. how many images
     #: go through one forward pass while sampling); they stay out of stage identities
     execution_options: ClassVar[frozenset[str]] = frozenset()
+    #: options read only while the large model trains (slimming's lam): pruning an already trained
+    #: checkpoint ignores them, so `prunebench prune` refuses them (`train --method` takes them)
+    training_options: ClassVar[frozenset[str]] = frozenset()
     #: How training runs *inside* `prune()` (ThiNet's between-layer fine-tune, magnitude's Han
     #: rounds) are run; not options, because they do not decide what is computed beyond what the
     #: experiment already fixes.  `inner_precision`: the experiment sets its large recipe's precision

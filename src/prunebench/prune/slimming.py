@@ -73,6 +73,7 @@ class Slimming(PruneMethod):
     Options = SlimmingOptions
     large_training_kind = "sparsity"
     style = "physical"
+    training_options = frozenset({"lam"})
 
     def large_training(self, opts: SlimmingOptions, spec: ModelSpec) -> list[Callback]:
         lam = opts.lam if opts.lam is not None else default_lambda(spec)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -13,7 +14,7 @@ import torch
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
-from matplotlib.ticker import MaxNLocator, NullFormatter  # noqa: E402
+from matplotlib.ticker import EngFormatter, LogLocator, MaxNLocator, NullFormatter  # noqa: E402
 
 from prunebench.outputs import atomic_file  # noqa: E402
 from prunebench.report.tables import MethodTable, arm_label, arm_order  # noqa: E402
@@ -131,11 +132,18 @@ def _draw(ax: Any, series: list[Series], colors: dict[str, Any], markers: dict[s
         if not any(p.ci for p in s.points):
             continue
         if len(s.points) > 1:  # the band follows the line
-            ax.fill_between(xs, [p.lo for p in s.points], [p.hi for p in s.points], color=color, alpha=0.12, linewidth=0)
+            ax.fill_between(xs, [p.lo for p in s.points], [p.hi for p in s.points], color=color, alpha=0.08, linewidth=0)
         else:  # one point: the band is a wide translucent bar behind it
             ax.vlines(xs, [p.lo for p in s.points], [p.hi for p in s.points], color=color, alpha=0.2, linewidth=8)
     ax.set_xscale("log")
-    ax.xaxis.set_minor_formatter(NullFormatter())  # a narrow x range labels its minor ticks on top of each other
+    # named ticks (200k, 1.5M), denser the fewer decades the axis spans: a range inside one decade
+    # still gets labels; minor ticks stay unlabelled (they would print on top of each other)
+    lo, hi = ax.get_xlim()
+    decades = math.log10(hi / lo) if lo > 0 else 9.0
+    subs = (1.0, 1.5, 2.0, 3.0, 5.0, 7.0) if decades < 1 else (1.0, 2.0, 5.0) if decades < 3 else (1.0,)
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=subs))
+    ax.xaxis.set_major_formatter(EngFormatter(sep=""))
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_ylabel("test accuracy (%)")
     ax.grid(alpha=0.3)
 
@@ -175,10 +183,12 @@ def _panels(series: list[Series], methods: list[str], colors: dict[str, Any], ma
     for ax in axes[0]:
         for h, lab in zip(*ax.get_legend_handles_labels()):
             handles.setdefault(lab, h)
+    ncol = min(len(handles), 4)
     fig.legend(list(handles.values()), list(handles), fontsize=7, title=LEGEND, title_fontsize=7,
-               loc="lower center", ncol=min(len(handles), 4), bbox_to_anchor=(0.5, 0.0))  # fmt: skip
+               loc="lower center", ncol=ncol, bbox_to_anchor=(0.5, 0.0))  # fmt: skip
     fig.suptitle(f"{experiment}: accuracy vs {label.split(' (')[0]}, one panel per method", fontsize=10)
-    return _save(fig, path, rect=(0, 0.12, 1, 1))
+    lines = -(-len(handles) // ncol) + LEGEND.count("\n") + 1  # legend rows + title lines, kept below the axes
+    return _save(fig, path, rect=(0, min(0.045 * lines + 0.01, 0.5), 1, 1))
 
 
 def _numeric(widths: list[Any]) -> list[float]:

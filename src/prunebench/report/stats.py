@@ -47,7 +47,7 @@ def summarize(values: Sequence[float]) -> Summary:
     if n < 2:
         return Summary(n, mean, None, None)
     std = math.sqrt(sum((x - mean) ** 2 for x in xs) / (n - 1))
-    half = float(stats.t.ppf(0.975, n - 1)) * std / math.sqrt(n)
+    half = _half_width(std, n, 0.975)
     return Summary(n, mean, std, (mean - half, mean + half))
 
 
@@ -118,20 +118,17 @@ def bootstrap_ci(values: Sequence[float], *, seed: int = 0, resamples: int = BOO
 
 def paired_difference(diffs: Sequence[float], *, seed: int = 0) -> PairedDifference:
     """The mean seed-paired difference with its t and bootstrap 95% intervals and paired t-test."""
-    xs = [float(d) for d in diffs]
-    n = len(xs)
-    if n == 0:
+    if not diffs:
         raise ValueError("no paired differences")
-    mean = sum(xs) / n
-    if n < 2:
+    s = summarize(diffs)  # mean, sample sd and t interval of the differences
+    n, mean, sd = s.n, s.mean, s.std
+    if sd is None:
         return PairedDifference(n, mean, None, None, None, None)
-    sd = math.sqrt(sum((x - mean) ** 2 for x in xs) / (n - 1))
-    half = _half_width(sd, n, 0.975)
     if sd == 0:  # every pair differs by the same amount: the test is decided by the sign alone
         p = 1.0 if mean == 0 else 0.0
     else:
         p = float(2 * stats.t.sf(abs(mean) / (sd / math.sqrt(n)), n - 1))
-    return PairedDifference(n, mean, sd, (mean - half, mean + half), bootstrap_ci(xs, seed=seed), p)
+    return PairedDifference(n, mean, sd, s.ci, bootstrap_ci(diffs, seed=seed), p)
 
 
 def tost_p(diff: PairedDifference, margin: float) -> float | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import statistics
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -211,7 +212,41 @@ def markdown_table(t: MethodTable) -> str:
     if modes:
         lines += ["", "FLOPs per image: " + "; ".join(modes) + "."]
     lines += latency_notes(t)
+    if rules := flops_rule_note(t):
+        lines += ["", rules]
     return "\n".join(lines)
+
+
+#: What a Scratch-B budget's FLOPs rule counted (`BudgetPolicy.flops_rule`).
+FLOPS_RULE_TEXT = {
+    "pruned": "FLOPs of the pruned model as deployed",
+    "soft_zeroed": "FLOPs of the soft-zeroed full model, the SFP reference's count",
+}
+
+
+def flops_rules(a: ArmStats) -> dict[str, list[int]]:
+    """The FLOPs rule each run of a budgeted arm (Scratch-B) was given its epochs by, with the seeds
+    that used it: from the budget's `policy` JSON; `not recorded` for runs stored before it was."""
+    out: dict[str, list[int]] = {}
+    for r in a.rows:
+        policy = r.get("policy")
+        policy = json.loads(policy) if isinstance(policy, str) else policy
+        if not isinstance(policy, dict):
+            continue
+        out.setdefault(str(policy.get("flops_rule") or "not recorded"), []).append(r["seed"])
+    return out
+
+
+def flops_rule_note(t: MethodTable) -> str:
+    """`Scratch-B FLOPs rule: pruned (...)` for the table's Scratch-B arms; seeds named when runs differ."""
+    parts = []
+    for a in t.arms:
+        if arm_base(a.arm) != "scratch_b" or not (rules := flops_rules(a)):
+            continue
+        said = [f"`{rule}` ({FLOPS_RULE_TEXT.get(rule, 'the rule of an older run')}"
+                + (f"; seeds {', '.join(map(str, sorted(seeds)))})" if len(rules) > 1 else ")") for rule, seeds in sorted(rules.items())]  # fmt: skip
+        parts.append(f"{arm_label(a.arm)} FLOPs rule: " + "; ".join(said))
+    return ". ".join(parts) + ("." if parts else "")
 
 
 def _latencies(a: ArmStats) -> list[dict[str, Any]]:
@@ -278,5 +313,12 @@ def latex_table(tables: list[MethodTable]) -> str:
     for t in tables:
         cells = [cell(a.acc) if (a := t.arm(arm)) else "--" for arm in PAPER_ARMS]
         lines.append(f"{_tex(t.dataset)} & {_tex(t.model)} & {_tex(t.method)} & " + " & ".join(cells) + " \\\\")
-    lines += ["\\bottomrule", "\\end{tabular}"]
+    lines.append("\\bottomrule")
+    width = 3 + len(PAPER_ARMS)
+    for t in tables:  # which FLOPs rule gave each method's Scratch-B its epochs
+        arm = t.arm("scratch_b")
+        if rules := flops_rules(arm) if arm else {}:
+            said = ", ".join(f"{r} (seeds {', '.join(map(str, sorted(s)))})" for r, s in sorted(rules.items()))
+            lines.append(f"\\multicolumn{{{width}}}{{l}}{{\\footnotesize {_tex(t.method)}: Scratch-B FLOPs rule {_tex(said)}}} \\\\")
+    lines.append("\\end{tabular}")
     return "\n".join(lines)

@@ -16,6 +16,7 @@ from prunebench.errors import PrunebenchError
 from prunebench.experiment import Store
 from prunebench.experiment.store import BACKWARD_MULTIPLIER, STORE_FILE
 from prunebench.outputs import atomic_write_text
+from prunebench.report.detection import detection_section
 from prunebench.report.gamma import gamma_section
 from prunebench.report.html import write_html
 from prunebench.report.plots import curves_plot, sparsity_plot, tradeoff_plots, weight_histogram_plot, width_plot
@@ -54,6 +55,7 @@ def write_report(exp_dir: str | Path) -> Path:
     md = [f"# prunebench report: {', '.join(experiments)}", ""]
     md += ["## Summary (the paper's layout)", "", paper_table(tables), ""]
     md += verdict_section(tables)  # which arms beat, match or lose to fine-tuned (report/verdict.py)
+    md += detection_section(exp_dir)  # E8: the mAP table, backbone x arm (report/detection.py)
     md += _method_notes()
     for exp in experiments:
         ours = [t for t in tables if t.experiment == exp]
@@ -81,7 +83,8 @@ def _method_notes() -> list[str]:
         "Best-on-test is the maximum test accuracy over epochs, as the reference scripts report it: "
         "reference-compatible and optimistic, never used for selection. "
         f"Training FLOPs = forward FLOPs per image × images seen × {BACKWARD_MULTIPLIER:g} (backward ≈ 2 forwards). "
-        "FLOPs use the reference counting rule (sparse for masked models); the FLOPs ratio is FLOPs(unpruned) / FLOPs(arm).",
+        "FLOPs use the reference counting rule (sparse for masked models), user models (a `builder`) torch's dispatcher "
+        "counter (each FLOPs cell names its rule); the FLOPs ratio is FLOPs(unpruned) / FLOPs(arm).",
         "",
     ]
 

@@ -63,7 +63,8 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process `pid` exists (signal 0: nothing is sent; another user's process counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -79,7 +80,7 @@ def _stale_siblings(path: Path, kind: str) -> list[Path]:
     stale = []
     for sibling in path.parent.iterdir() if path.parent.is_dir() else ():
         m = pattern.match(sibling.name)
-        if m and (not m.group(1) or (int(m.group(1)) != os.getpid() and not _pid_alive(int(m.group(1))))):
+        if m and (not m.group(1) or (int(m.group(1)) != os.getpid() and not pid_alive(int(m.group(1))))):
             stale.append(sibling)
     return stale
 

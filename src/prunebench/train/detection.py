@@ -24,7 +24,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -44,12 +43,14 @@ class DetectorConfig:
 
     stages: int = 4  # backbone stages used (4: stride 32, the whole trunk)
     frozen_stages: int = 1  # stem + this many stages do not train (Detectron FREEZE_AT = 2)
+    frozen_bn: bool = True  # False: BN trains (a backbone whose statistics do not fit the images, as in the toy test)
     min_size: int = 600  # shorter image side after resizing (the VOC convention)
     max_size: int = 1000
     anchor_sizes: tuple[int, ...] = (32, 64, 128, 256, 512)
     aspect_ratios: tuple[float, ...] = (0.5, 1.0, 2.0)
     rpn_batch: int = 256  # anchors sampled per image for the RPN loss
     box_batch: int = 128  # RoIs sampled per image for the box head (py-faster-rcnn / Detectron VOC)
+    representation: int = 1024  # width of the box head's two fully connected layers (torchvision's)
     warmup_iters: int = 500  # linear LR warm-up from 1/3 (Detectron)
     hflip: bool = True
     mean: tuple[float, ...] = (0.485, 0.456, 0.406)  # the backbone's classification normalisation
@@ -58,7 +59,8 @@ class DetectorConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> DetectorConfig:
         tuples = {"anchor_sizes", "aspect_ratios", "mean", "std"}
-        return cls(**{k: tuple(v) if k in tuples else v for k, v in d.items()})
+        kw: dict[str, Any] = {k: tuple(v) if k in tuples else v for k, v in d.items()}
+        return cls(**kw)
 
 
 @dataclass
@@ -76,9 +78,10 @@ class DetectionResult:
 class ResNetBackbone(nn.Module):
     """The stem and first `stages` stages of a zoo ResNet as a one-feature-map detection backbone."""
 
-    def __init__(self, net: nn.Module, stages: int) -> None:
+    def __init__(self, net: nn.Module, stages: int, frozen_bn: bool = True) -> None:
         super().__init__()
-        spec = attached_spec(net)
+        self.frozen_bn = frozen_bn
+        spec: Any = attached_spec(net)  # a ResNetSpec (checked below)
         if spec.family != "resnet":
             raise PrunebenchError(f"the detector needs an ImageNet-style ResNet backbone, got {spec.label} ({spec.family})")
         if not 1 <= stages <= len(spec.blocks):
@@ -96,18 +99,20 @@ class ResNetBackbone(nn.Module):
         return x
 
     def freeze(self, frozen_stages: int) -> None:
-        """No gradient for BN layers, the stem and the first `frozen_stages` stages; BN kept in eval mode."""
-        frozen = ["conv1", "bn1", *(f"layer{s + 1}" for s in range(frozen_stages))]
+        """No gradient for the stem and the first `frozen_stages` stages (and BN layers when frozen)."""
+        frozen = ["conv1", "bn1", *(f"layer{s + 1}" for s in range(frozen_stages))] if frozen_stages else []
         for name, p in self.net.named_parameters():
             module = name.rsplit(".", 1)[0]
-            if name.split(".")[0] in frozen or isinstance(self.net.get_submodule(module), nn.BatchNorm2d):
+            bn = isinstance(self.net.get_submodule(module), nn.BatchNorm2d)
+            if name.split(".")[0] in frozen or (bn and self.frozen_bn):
                 p.requires_grad_(False)
 
     def train(self, mode: bool = True) -> ResNetBackbone:
         super().train(mode)
-        for m in self.net.modules():  # frozen statistics: detection batches are a few images
-            if isinstance(m, nn.BatchNorm2d):
-                m.eval()
+        if self.frozen_bn:  # frozen statistics: detection batches are a few images
+            for m in self.net.modules():
+                if isinstance(m, nn.BatchNorm2d):
+                    m.eval()
         return self
 
 
@@ -115,17 +120,20 @@ def build_detector(net: nn.Module, cfg: DetectorConfig, num_classes: int) -> nn.
     """Faster R-CNN over `net` (a zoo ResNet; its spec decides the widths) for `num_classes` object classes."""
     from torchvision.models.detection import FasterRCNN
     from torchvision.models.detection.anchor_utils import AnchorGenerator
+    from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
     from torchvision.ops import MultiScaleRoIAlign
 
     in_channels = attached_spec(net).in_channels
     if len(cfg.mean) != in_channels or len(cfg.std) != in_channels:
         raise PrunebenchError(f"detector mean/std need {in_channels} values (the backbone's input channels)")
-    backbone = ResNetBackbone(net, cfg.stages)
+    backbone = ResNetBackbone(net, cfg.stages, cfg.frozen_bn)
     backbone.freeze(cfg.frozen_stages)
     anchors = AnchorGenerator(sizes=(tuple(cfg.anchor_sizes),), aspect_ratios=(tuple(cfg.aspect_ratios),))
     roi = MultiScaleRoIAlign(featmap_names=["0"], output_size=7, sampling_ratio=2)
+    head = TwoMLPHead(backbone.out_channels * 7 * 7, cfg.representation)
     return FasterRCNN(
-        backbone, num_classes=num_classes + 1, rpn_anchor_generator=anchors, box_roi_pool=roi,
+        backbone, num_classes=None, rpn_anchor_generator=anchors, box_roi_pool=roi, box_head=head,
+        box_predictor=FastRCNNPredictor(cfg.representation, num_classes + 1),
         min_size=cfg.min_size, max_size=cfg.max_size, image_mean=list(cfg.mean), image_std=list(cfg.std),
         rpn_batch_size_per_image=cfg.rpn_batch, box_batch_size_per_image=cfg.box_batch,
     )  # fmt: skip
@@ -169,7 +177,9 @@ def _batches(data: VOCSet, batch_size: int, channels: int, g: torch.Generator, h
 
 
 def _atomic_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    from prunebench.outputs import tmp_name  # the temp form stage clean-up recognises
+
+    tmp = tmp_name(path)
     torch.save(obj, tmp)
     os.replace(tmp, path)
 
@@ -216,10 +226,10 @@ def train_detector(
             if not torch.isfinite(loss):
                 raise PrunebenchError(f"detector training diverged at epoch {epoch} (loss {float(loss)}); lower the LR")
             opt.zero_grad(set_to_none=True)
-            loss.backward()  # type: ignore[union-attr]
+            loss.backward()
             opt.step()
             for k, v in loss_dict.items():
-                losses[k] = losses.get(k, 0.0) + float(v) * len(xs)
+                losses[k] = losses.get(k, 0.0) + float(v.detach()) * len(xs)
             n += len(xs)
             it += 1
         wall += time.perf_counter() - t0
@@ -262,17 +272,17 @@ def save_detector(folder: Path, detector: nn.Module, cfg: DetectorConfig) -> Non
     """Backbone as a zoo checkpoint, heads as safetensors, settings as JSON (all atomic)."""
     from safetensors.torch import save_file
 
-    from prunebench.outputs import atomic_write_text
+    from prunebench.outputs import atomic_write_text, tmp_name
     from prunebench.train.checkpoint import save_model
 
     folder.mkdir(parents=True, exist_ok=True)
     net = backbone_net(detector)
     save_model(folder / "backbone", net.cpu())
     heads = {k: v.detach().cpu().contiguous() for k, v in detector.state_dict().items() if not k.startswith("backbone.")}
-    tmp = folder / f"heads.safetensors.tmp{os.getpid()}"
+    tmp = tmp_name(folder / "heads.safetensors")
     save_file(heads, str(tmp))
     os.replace(tmp, folder / "heads.safetensors")
-    num_classes = int(detector.get_submodule("roi_heads.box_predictor.cls_score").out_features) - 1
+    num_classes = int(getattr(detector.get_submodule("roi_heads.box_predictor.cls_score"), "out_features")) - 1
     atomic_write_text(folder / "detector.json", json.dumps({"config": asdict(cfg), "num_classes": num_classes}, indent=1))
 
 

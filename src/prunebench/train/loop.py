@@ -15,6 +15,7 @@ from torch.nn import functional as F
 
 from prunebench.data import Images, Splits, batches
 from prunebench.errors import PrunebenchError
+from prunebench.train import distributed
 from prunebench.train.callbacks import Callback, MaskCallback, TrainContext
 from prunebench.train.checkpoint import Masks, load_into, read_checkpoint, recover_dir, save_model
 from prunebench.train.evaluation import evaluate_loss_acc
@@ -60,7 +61,7 @@ def train(
     `tensorboard` writes per-epoch loss, accuracy and LR scalars into `out_dir`.
     """
     out_dir = Path(out_dir)
-    speed = resolve_speed(recipe, device)
+    speed = resolve_speed(recipe, distributed.rank_device(device))  # under torchrun: this rank's GPU
     model.to(speed.device)
     if speed.channels_last:
         # Module.to takes memory_format at runtime; torch's stub lacks that overload
@@ -88,12 +89,14 @@ def train(
     )
     if (out_dir / RESULT_FILE).exists():
         return _finished(ctx)
+    ctx.out_dir = distributed.write_dir(out_dir)  # data-parallel: only rank 0 writes the run folder
     out_dir.mkdir(parents=True, exist_ok=True)
     seed_everything(seed)
     if recover_dir(out_dir / STATE_DIR).exists():
         restore_state(ctx, out_dir / STATE_DIR)  # also restores the RNG states
     # torch.compile of a module returns an OptimizedModule (its stub only says callable)
     forward = cast(nn.Module, torch.compile(model)) if speed.compile else model
+    forward = distributed.wrap(forward, speed.device)  # under torchrun: gradients all-reduced (DDP)
     # Keep the training images on the device for the whole run (a no-op on the CPU).
     train_x, train_y = splits.train_x.to(speed.device), splits.train_y.to(speed.device)
     try:
@@ -134,9 +137,13 @@ def _run_epoch(ctx: TrainContext, forward: nn.Module, x: Images, y: torch.Tensor
     forward.train()
     loss_sum, seen = 0.0, 0
     correct = torch.zeros((), dtype=torch.int64, device=speed.device)
+    rank = distributed.active()
     for xb, yb in batches(x, y, info=ctx.splits.info, batch_size=recipe.batch_size, train=True,
                           generator=epoch_generator(ctx.seed, ctx.epoch), device=speed.device,
                           channels_last=speed.channels_last):
+        weight, batch_n = 1.0, len(yb)
+        if rank is not None:  # this rank's slice of the global batch (train/distributed.py)
+            xb, yb, weight = rank.shard(xb, yb)
         with speed.autocast():
             logits = forward(xb)
         loss = F.cross_entropy(logits.float(), yb)
@@ -146,17 +153,21 @@ def _run_epoch(ctx: TrainContext, forward: nn.Module, x: Images, y: torch.Tensor
                 f"loss became {ctx.loss} at epoch {ctx.epoch} step {ctx.step}; " + _last_good(ctx)
             )
         ctx.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss * weight if rank is not None else loss).backward()
         for cb in ctx.callbacks:
             cb.before_step(ctx)
         ctx.optimizer.step()
         ctx.step += 1
-        ctx.images_seen += len(yb)
-        loss_sum += ctx.loss * len(yb)
-        seen += len(yb)
-        correct += (logits.argmax(1) == yb).sum()
+        ctx.images_seen += batch_n
+        if weight:
+            loss_sum += ctx.loss * len(yb)
+            seen += len(yb)
+            correct += (logits.argmax(1) == yb).sum()
         for cb in ctx.callbacks:
             cb.after_step(ctx)
+    if rank is not None:  # the epoch's numbers over the whole global batch
+        loss_sum, seen_f, correct_f = rank.sum(loss_sum, seen, float(correct.item()))
+        seen, correct = int(seen_f), torch.tensor(int(correct_f))
     ctx.metrics["train_loss"] = loss_sum / max(seen, 1)
     ctx.metrics["train_acc"] = correct.item() / max(seen, 1)
 

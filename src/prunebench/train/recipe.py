@@ -60,6 +60,9 @@ class Recipe:
     precision: str = "auto"
     channels_last: bool | str = "auto"
     compile: bool = False
+    #: processes that train this recipe data-parallel (`[recipes.large] nproc = 8`): the runner launches
+    #: such a stage under torchrun (train/distributed.py); the trainer itself ignores it
+    nproc: int = 1
 
     def __post_init__(self) -> None:
         # Normalise numbers from JSON, NumPy or budget rules: ints stay ints, lists become
@@ -93,6 +96,8 @@ class Recipe:
             raise ConfigError(f"recipe: precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.channels_last not in ("auto", True, False):
             raise ConfigError(f"recipe: channels_last must be 'auto', true or false, got {self.channels_last!r}")
+        if isinstance(self.nproc, bool) or not isinstance(self.nproc, int) or self.nproc < 1:
+            raise ConfigError(f"recipe: nproc must be a positive integer, got {self.nproc!r}")
 
     @classmethod
     def from_fractions(cls, epochs: int, fractions: tuple[float, ...] | list[float], **kw: Any) -> "Recipe":
@@ -125,6 +130,8 @@ class Recipe:
         d = dataclasses.asdict(self)
         d["milestones"] = list(self.milestones)
         d["lr_multipliers"] = None if self.lr_multipliers is None else list(self.lr_multipliers)
+        if self.nproc == 1:  # the default: left out, so run folders and identities from before it stay valid
+            del d["nproc"]
         return d
 
     @classmethod
