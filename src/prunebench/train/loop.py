@@ -64,8 +64,7 @@ def train(
     speed = resolve_speed(recipe, distributed.rank_device(device))  # under torchrun: this rank's GPU
     model.to(speed.device)
     if speed.channels_last:
-        # Module.to takes memory_format at runtime; torch's stub lacks that overload
-        model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(
         model.parameters(), lr=recipe.lr_at(0), momentum=recipe.momentum,
         nesterov=recipe.nesterov, weight_decay=recipe.weight_decay,
