@@ -69,6 +69,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_true")
+    size.add_argument("--smoke", action="store_true", help="the same as --quick (what CI runs)")
     size.add_argument("--full", action="store_true")
     parser.add_argument("--workers", type=int, help="passed to `prunebench demo` (default: the demo's own)")
     parser.add_argument("--out", type=Path, help="experiment folder (default: a fresh temporary one)")
@@ -78,7 +79,7 @@ def main() -> int:
 
     out = args.out or Path(tempfile.mkdtemp(prefix="prunebench-demo-bench-"))
     cmd = [sys.executable, "-m", "prunebench.cli", "demo", "--out", str(out)]
-    cmd += ["--quick"] if args.quick else ["--full"] if args.full else []
+    cmd += ["--quick"] if args.quick or args.smoke else ["--full"] if args.full else []
     cmd += ["--workers", str(args.workers)] if args.workers else []
     sampler = LoadSampler(args.every)
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())

@@ -33,7 +33,11 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--train-steps", type=int, default=5, help="ResNet-50 steps to time (0 = loader only)")
+    ap.add_argument("--smoke", action="store_true", help="tiny sizes for CI: checks the script runs, numbers meaningless")
     args = ap.parse_args()
+    if args.smoke:
+        args.classes, args.per_class, args.image_size, args.input_size = 2, 4, 40, 32
+        args.workers, args.batch_size, args.train_steps = 0, 4, 1
     os.environ["PRUNEBENCH_LOADER_WORKERS"] = str(args.workers)
 
     from prunebench.data import batches, load
@@ -56,8 +60,10 @@ def main() -> None:
     if dev.type == "cuda":
         torch.cuda.synchronize()
     loader = n / (time.perf_counter() - t)
-    print(f"loader alone: {loader:8.1f} img/s  ({n} images {args.input_size}px, {args.workers} workers, {dev}, "
-          f"torch {torch.__version__}, load {os.getloadavg()[0]:.2f})")
+    print(f"{n} images at {args.input_size}px, {args.workers} loader workers, {dev}, torch {torch.__version__}, "
+          f"load {os.getloadavg()[0]:.2f}")
+    print("| what | img/s |\n|---|---|")
+    print(f"| loader alone | {loader:.1f} |")
     if not args.train_steps:
         return
     model = build_model(variant("resnet50", s.info)).to(dev)
@@ -73,7 +79,7 @@ def main() -> None:
         n += len(xb)
     if dev.type == "cuda":
         torch.cuda.synchronize()
-    print(f"loader + ResNet-50 training: {n / (time.perf_counter() - t):8.1f} img/s ({n} images)")
+    print(f"| loader + ResNet-50 training ({n} images) | {n / (time.perf_counter() - t):.1f} |")
 
 
 if __name__ == "__main__":

@@ -47,12 +47,15 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--smoke", action="store_true", help="two steps of a small batch: checks the script runs")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    batch, steps = (8, 2) if args.smoke else (128, args.steps)
+    print("| torch | net | img/s | threads | load average |\n|---|---|---|---|---|")
     for arch, ds, width in (("vgg11", "fashion-mnist", 0.25), ("resnet20", "cifar10", 1.0)):
-        ips = images_per_s(arch, ds, width, 128, args.steps)
+        ips = images_per_s(arch, ds, width, batch, steps)
         load = " ".join(f"{v:.2f}" for v in os.getloadavg())
-        print(f"torch {torch.__version__:16s} {arch:9s} {ips:8.1f} img/s  threads {args.threads}  load {load}", flush=True)
+        print(f"| {torch.__version__} | {arch} | {ips:.1f} | {args.threads} | {load} |", flush=True)
 
 
 if __name__ == "__main__":
