@@ -25,7 +25,7 @@ def test_failed_stage_is_recorded_blocks_its_downstream_and_is_retried(tmp_path:
     lines: list[str] = []
     with pytest.raises(PrunebenchError, match=r"1 stage\(s\) failed, 2 skipped; first: prune-[\w-]+ \(pruning exploded\)"):
         run_experiment(preset, tmp_path, say=lines.append)
-    assert lines[0] == "stage 1/4: train_large l1norm seed 0" and "ETA" in lines[1]
+    assert lines[0] == "stage 1/4: train_large l1norm (plain training) seed 0" and "ETA" in lines[1]
     store = Store.open(tmp_path)
     assert sorted(store.status().values()) == ["done", "failed", "pending", "pending"]
     [failed] = [store.stage(sid) for sid, status in store.status().items() if status == "failed"]

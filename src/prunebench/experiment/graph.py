@@ -95,7 +95,10 @@ class Stage:
     def describe(self) -> str:
         who = f" {'+'.join(self.methods)}" if self.methods else ""
         lr = f" lr {self.payload['lr']:g}" if "lr" in self.payload else ""
-        return f"{self.kind}{who}{lr} seed {self.seed}"
+        # a method's plain baseline and its own large training share a label: say which this is
+        training = self.config.get("large_training", {}).get("kind") if self.kind == "train_large" else None
+        how = f" ({training} training)" if training else ""
+        return f"{self.kind}{who}{how}{lr} seed {self.seed}"
 
 
 @dataclass
