@@ -15,7 +15,7 @@ so the pruned architecture is rebuilt from the builder and the record alone.
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -195,6 +195,27 @@ def prune_per_group(model: nn.Module, ratio: float, criterion: str, *, skip: Seq
     groups, _ = _candidates(model, skip)
     kept = {c.name: top_k(channel_scores(model, c, criterion), max(1, keep_count(c.size, ratio))) for c in groups}
     return prune_kept(model, kept)
+
+
+def uniform_widths(spec: BuilderSpec) -> Callable[[float], BuilderSpec]:
+    """The uniform-width baseline's architectures of a user model: `make(f)` is a fresh build of `spec`
+    with every prunable coupled group cut to `max(1, int(C * f))` channels (the first ones: the weights
+    are redrawn by the scratch arm, so which channels go does not matter), as a spec with the record.
+    The model is traced once; each distinct set of widths is pruned once."""
+    model = spec.build()
+    groups, _ = _candidates(model)
+    if not groups:
+        raise ConfigError(f"uniform: {spec.label} has no prunable coupled channel groups")
+    made: dict[tuple[int, ...], BuilderSpec] = {}
+
+    def make(factor: float) -> BuilderSpec:
+        keep = tuple(max(1, int(c.size * factor)) for c in groups)
+        if keep not in made:
+            pruned = prune_kept(model, {c.name: range(k) for c, k in zip(groups, keep, strict=True)})
+            made[keep] = attached_spec(pruned.model)  # type: ignore[assignment]
+        return made[keep]
+
+    return make
 
 
 def prune_global(model: nn.Module, ratio: float, criterion: str = "bn", *, min_channels: int = 1) -> DepgraphPrune:

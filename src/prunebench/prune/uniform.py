@@ -9,6 +9,8 @@ Rounding (recorded in the result):
       int(C·f) >= 1 channels; residual-sum and concatenation widths stay.
   "nearest": the zoo's `ModelSpec.scaled(f)`, which scales every width (residual
       and concatenation widths too, unless `inner_only`) to the nearest integer.
+A user model (builder spec) takes "floor" over its DepGraph coupled groups (`depgraph.uniform_widths`):
+a residual sum's width is one group there, so it is narrowed by the same factor as the rest.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from torch import nn
@@ -23,8 +26,10 @@ from torch import nn
 from prunebench.errors import ConfigError
 from prunebench.measure import count_flops, count_params
 from prunebench.models import attached_spec, build_model
+from prunebench.models.builder import BuilderSpec
 from prunebench.models.spec import ModelSpec, spec_from_dict
 from prunebench.prune.base import PruneMethod, PruneResult
+from prunebench.prune.depgraph import uniform_widths
 from prunebench.prune.registry import register
 from prunebench.prune.scratch import scratch_model
 
@@ -110,8 +115,16 @@ def uniform_spec(
         raise ConfigError(f"uniform: rounding must be one of {', '.join(ROUNDINGS)}, got {rounding!r}")
     if inner_only and rounding == "floor":
         raise ConfigError("uniform: inner_only applies to rounding='nearest' (floor never scales residual widths)")
+    if isinstance(spec, BuilderSpec):  # a user model: the same factor on every DepGraph group of a fresh build
+        if rounding != "floor":
+            raise ConfigError("uniform: a user model (builder) takes only rounding='floor'")
+        make: Callable[[float], ModelSpec] = uniform_widths(spec)
+    elif rounding == "floor":
+        make = partial(floor_scaled, spec)
+    else:
+        make = partial(spec.scaled, inner_only=inner_only)
     return match_size(
-        lambda f: floor_scaled(spec, f) if rounding == "floor" else spec.scaled(f, inner_only=inner_only),
+        make,
         target_params=target_params,
         target_flops=target_flops,
         what="uniform",
