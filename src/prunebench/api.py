@@ -92,7 +92,8 @@ def compare(
 
     build_model: a module-level function returning a fresh `nn.Module` (or its "pkg.module:function"),
         called with `kwargs`.  data: a data set name (`prunebench data list`).  method: "l1norm",
-        "slimming" (its sparsity training on |gamma| included) or "magnitude" (weight masks); `options` go
+        "slimming" (its sparsity training on |gamma| included), "sfp" (its soft-pruning training included)
+        or "magnitude" (weight masks); `options` go
         to the method.
     Results are kept in `out` (a new temporary folder by default); a rerun there skips finished stages.
     """

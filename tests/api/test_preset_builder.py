@@ -64,7 +64,7 @@ def test_every_arm_through_a_preset(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("method", "extra", "error"),
-    [("thinet", "", "cannot prune a user model"), ("l1norm", "uniform_scratch = true", "not available for a user model")],
+    [("thinet", "", "cannot prune a user model"), ("l1norm", "guided_scratch = true", "not available for a user model")],
 )
 def test_preset_refuses_what_a_user_model_cannot_run(tmp_path: Path, method: str, extra: str, error: str) -> None:
     with pytest.raises(ConfigError, match=error):

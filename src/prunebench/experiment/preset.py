@@ -350,7 +350,7 @@ def _model(r: _Reader, raw: Any) -> ModelConfig:
 
 #: what a user model (`[model] builder`) can run: methods that prune through the dependency graph
 #: (prune/depgraph.py) and the arms that need only the pruned model and its record
-USER_MODEL_METHODS = ("l1norm", "slimming", "magnitude")
+USER_MODEL_METHODS = ("l1norm", "slimming", "magnitude", "sfp")
 USER_MODEL_ARMS = (
     "unpruned", "unpruned_plain", "pruned_no_ft", "pruned_no_ft_bnrecal", "finetuned", "scratch_e", "scratch_b", "uniform_scratch",
 )  # fmt: skip

@@ -25,7 +25,7 @@ from torch import nn
 from prunebench.errors import ConfigError, SpecError
 from prunebench.models.builder import BuilderSpec, PruneOp
 from prunebench.models.spec import attached_spec
-from prunebench.prune.importance import exact_fraction, filter_l1, filter_l2, floor_count, keep_count, top_k
+from prunebench.prune.importance import bottom_k, exact_fraction, filter_l1, filter_l2, floor_count, keep_count, top_k
 
 CRITERIA = ("l1", "l2", "bn")
 _WEIGHTED = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
@@ -62,7 +62,8 @@ def _trace(model: nn.Module, example: torch.Tensor) -> Any:
     training = model.training
     model.eval()  # the tracing forward must not update BN running statistics
     try:
-        return tp.DependencyGraph().build_dependency(model, example_inputs=example)
+        with torch.enable_grad():  # the tracer follows autograd's graph (callers may run under no_grad)
+            return tp.DependencyGraph().build_dependency(model, example_inputs=example)
     except Exception as e:  # the user's forward, or an op the tracer does not know
         raise SpecError(f"cannot trace the model's graph for pruning: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
     finally:
@@ -195,6 +196,22 @@ def prune_per_group(model: nn.Module, ratio: float, criterion: str, *, skip: Seq
     groups, _ = _candidates(model, skip)
     kept = {c.name: top_k(channel_scores(model, c, criterion), max(1, keep_count(c.size, ratio))) for c in groups}
     return prune_kept(model, kept)
+
+
+def zero_lowest_groups(model: nn.Module, ratio: float) -> dict[str, tuple[list[str], list[int]]]:
+    """SFP's soft step on a user model, in place: in every prunable coupled group, zero the filters of
+    its `int(C * ratio)` lowest channels (SFP floors the pruned count; at most C - 1) by the summed L2
+    norm of the group's producing filters, in each producing layer (filter weights only, as SFP does).
+    Returns, per group root, its producing layers and the zeroed channels."""
+    groups, _ = _candidates(model)
+    zeroed: dict[str, tuple[list[str], list[int]]] = {}
+    for c in groups:
+        drop = bottom_k(channel_scores(model, c, "l2"), min(c.size - 1, floor_count(c.size, exact_fraction(ratio))))
+        with torch.no_grad():
+            for name in c.producers:
+                model.get_parameter(f"{name}.weight")[drop] = 0
+        zeroed[c.name] = (list(c.producers), drop)
+    return zeroed
 
 
 def uniform_widths(spec: BuilderSpec) -> Callable[[float], BuilderSpec]:

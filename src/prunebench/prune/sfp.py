@@ -21,6 +21,10 @@ the test checks both statements.
 Zeroed filters whose output joins a residual sum (stem, a block's second conv) cannot
 leave the network and stay as masks, which sparse FLOPs count.
 
+A user model (builder spec) is soft-pruned per DepGraph coupled group instead (`depgraph.zero_lowest_groups`:
+the group's summed filter L2 norms, every producing filter of a dropped channel zeroed, so a residual
+sum's width is pruned as one), and hard-pruned through DepGraph with a replayable record; no masks remain.
+
 Scratch-B budgets: the reference counts the FLOPs of the *soft-zeroed full model*
 (only the zeroed filters' own weights sparse; the next layer's input slices stay
 dense) -- the budget policy's ``flops_rule = "soft_zeroed"``, computed from
@@ -39,8 +43,10 @@ import torch
 from torch import nn
 
 from prunebench.errors import ConfigError
+from prunebench.models.builder import BuilderSpec
 from prunebench.models.spec import ModelSpec, attached_spec
 from prunebench.prune.base import PruneMethod, PruneResult, removed_from_kept
+from prunebench.prune.depgraph import is_user_model, prune_kept, zero_lowest_groups
 from prunebench.prune.importance import bottom_k, exact_fraction, filter_l2, floor_count
 from prunebench.prune.recalibrate import recalibrate_bn
 from prunebench.prune.registry import register
@@ -112,7 +118,10 @@ class SoftFilterCallback(Callback):
         self.layers = layers
 
     def _apply(self, ctx: TrainContext) -> None:
-        zero_lowest_filters(ctx.model, selected_convs(ctx.model, self.layers), self.keep_rate)
+        if is_user_model(ctx.model):  # coupled groups: a residual sum's filters go together
+            zero_lowest_groups(ctx.model, removed_from_kept(self.keep_rate))
+        else:
+            zero_lowest_filters(ctx.model, selected_convs(ctx.model, self.layers), self.keep_rate)
 
     def on_train_start(self, ctx: TrainContext) -> None:
         self._apply(ctx)
@@ -167,6 +176,8 @@ class SoftFilterPruning(PruneMethod):
         return self.prune(model, None, dataclasses.replace(opts, recalibrate_bn=False))  # no data to plan with
 
     def large_training(self, opts: SFPOptions, spec: ModelSpec) -> list[Callback]:
+        if isinstance(spec, BuilderSpec):
+            _check_user_options(opts)
         return [SoftFilterCallback(opts.keep_rate, opts.layers)]
 
     def recipe(self, opts: SFPOptions, epochs: int = SFP_BASE_EPOCHS) -> Recipe:
@@ -177,6 +188,8 @@ class SoftFilterPruning(PruneMethod):
         return None  # the SFP-trained model is itself the pruned arm
 
     def prune(self, model: nn.Module, splits: Any, opts: SFPOptions, *, seed: int = 0) -> PruneResult:
+        if is_user_model(model):
+            return _prune_user_model(model, splits, opts, seed)
         masked = copy.deepcopy(model)
         layers = selected_convs(masked, opts.layers)
         # Idempotent on an SFP-trained model; makes a plainly trained one soft-pruned first.
@@ -211,6 +224,40 @@ class SoftFilterPruning(PruneMethod):
             recalibrate_bn(pruned, splits, seed=seed)
             info["bn_recalibrated"] = True
         return PruneResult(model=pruned, masks=masks or None, kept=kept, info=info)
+
+
+def _check_user_options(opts: SFPOptions) -> None:
+    if opts.layers != "all":
+        raise ConfigError("method 'sfp': a user model takes layers = 'all' only (every coupled group of its DepGraph)")
+
+
+def _prune_user_model(model: nn.Module, splits: Any, opts: SFPOptions, seed: int) -> PruneResult:
+    """A user model: the soft step per DepGraph coupled group (summed L2 of its producing filters),
+    then the hard prune of exactly those channels through DepGraph (`prune_kept`), every
+    group removable, residual sums included, so no masks remain.  The constant relu(BN(0)) a zeroed
+    channel emitted is dropped with it, as on the zoo path (not measured here)."""
+    _check_user_options(opts)
+    masked = copy.deepcopy(model)
+    zeroed = zero_lowest_groups(masked, opts.ratio)  # idempotent on an SFP-trained model
+    sizes = {root: masked.get_parameter(f"{layers[0]}.weight").shape[0] for root, (layers, _) in zeroed.items()}
+    res = prune_kept(masked, {root: sorted(set(range(sizes[root])) - set(drop)) for root, (_, drop) in zeroed.items()})
+    info = {
+        "ratio": opts.ratio,
+        "keep_rate": opts.keep_rate,
+        "pretrained": opts.pretrained,
+        "zeroed_counts": {n: len(drop) for layers, drop in zeroed.values() for n in layers},
+        "removed_counts": {n: res.sizes[n] - len(k) for n, k in res.kept.items()},
+        "masked_layers": [],
+        "kept_counts": {n: len(k) for n, k in res.kept.items()},
+        "bn_recalibrated": False,
+        "graph": "depgraph",
+    }
+    if opts.recalibrate_bn:
+        if splits is None:
+            raise ConfigError("method 'sfp': recalibrate_bn needs the training data (pass a data set)")
+        recalibrate_bn(res.model, splits, seed=seed)
+        info["bn_recalibrated"] = True
+    return PruneResult(model=res.model, kept=res.kept, info=info)
 
 
 @torch.no_grad()
