@@ -64,7 +64,7 @@ def jsonable(v: Any) -> Any:
 def non_default(obj: Any) -> dict[str, Any]:
     """The fields of dataclass `obj` that differ from their defaults (fields without a default
     always).  Hashing only these keeps old identities valid when a new option is added whose
-    default switches its effect off (lessons.md §1)."""
+    default switches its effect off: the rule every option follows."""
     out: dict[str, Any] = {}
     for f in dataclasses.fields(obj):
         value = getattr(obj, f.name)
