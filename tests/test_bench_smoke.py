@@ -15,7 +15,8 @@ SCRIPTS = sorted(p.name for p in BENCH.glob("*.py") if p.name != "benchkit.py")
 
 
 def test_every_benchmark_is_covered() -> None:
-    assert {"prune_speed.py", "train_throughput.py", "trainer_vs_reference.py", "pool_overhead.py"} <= set(SCRIPTS)
+    assert {"prune_speed.py", "train_throughput.py", "trainer_vs_reference.py", "pool_overhead.py",
+            "batched_train.py"} <= set(SCRIPTS)
 
 
 @pytest.mark.parametrize("script", SCRIPTS)

@@ -71,16 +71,16 @@ def test_an_override_changes_the_plan(capsys: pytest.CaptureFixture[str]) -> Non
 
 
 def test_print_config_is_the_effective_preset(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    argv = ["run", "demo", "--set", "recipes.large.epochs=6", "--set", "methods[0].options.ratio=0.3", "--seeds", "2"]
+    argv = ["run", "demo", "--set", "recipes.large.epochs=8", "--set", "methods[0].options.ratio=0.3", "--seeds", "2"]
     assert main([*argv, "--print-config"]) == 0
     text = capsys.readouterr().out
-    assert text.startswith("# effective preset: presets/demo.toml with --set recipes.large.epochs=6")
+    assert text.startswith("# effective preset: presets/demo.toml with --set recipes.large.epochs=8")
     doc = tomllib.loads(text)
-    assert doc["recipes"]["large"]["epochs"] == 6 and doc["seeds"] == [0, 1]
+    assert doc["recipes"]["large"]["epochs"] == 8 and doc["seeds"] == [0, 1]
     assert doc["methods"][0]["options"]["ratio"] == 0.3
     written = tmp_path / "effective.toml"
     written.write_text(text)
-    ours = load_preset("demo", ["recipes.large.epochs=6", "methods[0].options.ratio=0.3"]).with_seeds(2)
+    ours = load_preset("demo", ["recipes.large.epochs=8", "methods[0].options.ratio=0.3"]).with_seeds(2)
     back = load_preset(written)
     assert [s.id for s in expand(back).stages] == [s.id for s in expand(ours).stages]
     # an invalid override is refused before anything is printed

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from prunebench.data import cifar, digits, fashion_mnist, imagefolder
 from prunebench.data.files import search_roots
-from prunebench.data.info import dataset_info, sized
+from prunebench.data.info import DatasetInfo, dataset_info, sized
 from prunebench.data.raw import RawData
 from prunebench.data.splits import Splits, make_splits
 from prunebench.errors import DataError
@@ -16,6 +16,15 @@ from prunebench.errors import DataError
 # Parsed data sets of this process, keyed by (name, data_dir, $PRUNEBENCH_DATA).
 _CACHE: dict[tuple[str, str, str], RawData] = {}
 _FOLDERS: dict[tuple[str, str, str, str], RawData] = {}  # scanned image folders (files, not pixels)
+
+
+def augmented(info: DatasetInfo, crop_pad: int | None, flip: bool | None) -> DatasetInfo:
+    """`info` with another training augmentation (None keeps the data set's)."""
+    if crop_pad is not None and not 0 <= crop_pad < info.input_size:
+        raise DataError(f"{info.name}: crop_pad must be in [0, {info.input_size - 1}], got {crop_pad}")
+    return dataclasses.replace(
+        info, pad=info.pad if crop_pad is None else crop_pad, flip=info.flip if flip is None else flip
+    )
 
 
 def load_raw(name: str, data_dir: str | os.PathLike[str] | None = None) -> RawData:
@@ -65,14 +74,17 @@ def load(
     norm: str | None = None,
     classes: int | None = None,
     input_size: int | None = None,
+    crop_pad: int | None = None,
+    flip: bool | None = None,
 ) -> Splits:
     """Load `name` and split it: a class-balanced validation split of `val_size` images
     (None = the data set's default, 0 = none) carved from the training set with
     `split_seed`, then an optional class-balanced training subset of `train_subset`.
 
     `classes` (the first N classes) and `input_size` (the crop) apply to the image-folder data
-    set only (`imagenet`); its images stay on disk and `batches` streams them."""
-    info = dataset_info(name, norm=norm)
+    set only (`imagenet`); its images stay on disk and `batches` streams them.
+    `crop_pad` and `flip` replace the data set's training augmentation (None: keep it)."""
+    info = augmented(dataset_info(name, norm=norm), crop_pad, flip)
     if name == "imagenet":
         key = (name, str(Path(data_dir).resolve()) if data_dir else "", os.environ.get("PRUNEBENCH_DATA", ""),
                f"{classes}|{input_size}")

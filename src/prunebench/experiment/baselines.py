@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from prunebench.experiment.graph import _Builder
     from prunebench.experiment.preset import MethodConfig, Preset
     from prunebench.experiment.resolve import ResolvedMethod
+    from prunebench.experiment.stages import Training
 
 #: stage kind (= arm) -> what it does, for the dry run
 BASELINE_KINDS = {
@@ -135,10 +136,10 @@ def rewound_model(weights_dir: Path, pruned: nn.Module, masks: Any, kept: dict[s
     return model
 
 
-def _retrain(ctx: Any, model: nn.Module, masks: Any, meta: dict[str, Any], **extra: Any) -> tuple[str, dict[str, Any]]:
+def _retrain(ctx: Any, model: nn.Module, masks: Any, meta: dict[str, Any], **extra: Any) -> Training:
     """Train `model` with the stage's recipe and the method's fine-tune callbacks; record it as the
     stage's arm (with the budget every training stage records; `extra` goes to the stage's record)."""
-    from prunebench.experiment.stages import _method, _record_training, _style, _train
+    from prunebench.experiment.stages import TrainJob, _method, _record_training, _style
     from prunebench.prune import PruneResult
     from prunebench.train import seed_everything
 
@@ -146,31 +147,31 @@ def _retrain(ctx: Any, model: nn.Module, masks: Any, meta: dict[str, Any], **ext
     seed_everything(ctx.stage.seed)
     callbacks = method.finetune_callbacks(opts, PruneResult(model, masks, meta.get("kept"), meta.get("info") or {}))
     recipe = recipe_of(ctx.stage.config["recipe"])
-    result = _train(ctx, model, recipe, seed=ctx.stage.seed, masks=masks, callbacks=callbacks)
+    result = yield TrainJob(model, recipe, ctx.stage.seed, masks=masks, callbacks=callbacks)  # stages.compute_stage trains it
     _record_training(ctx, ctx.stage.kind, model, masks, result, recipe, meta.get("flops_ratio"))
     return _style(masks), {"paired_prune": ctx.stage.upstream["pruned"], **extra}
 
 
-def _from_pruned(ctx: Any) -> tuple[str, dict[str, Any]]:
+def _from_pruned(ctx: Any) -> Training:
     """finetune_long and lr_rewind: from the pruned model's inherited final weights."""
     from prunebench.experiment.stages import _load_pruned
 
     model, masks, meta = _load_pruned(ctx)
     extra = {"rewind_epoch": ctx.stage.config["rewind_epoch"]} if "rewind_epoch" in ctx.stage.config else {}
-    return _retrain(ctx, model, masks, meta, **extra)
+    return (yield from _retrain(ctx, model, masks, meta, **extra))
 
 
-def _weight_rewind(ctx: Any) -> tuple[str, dict[str, Any]]:
+def _weight_rewind(ctx: Any) -> Training:
     from prunebench.experiment.stages import _load_pruned
     from prunebench.prune.lottery import ticket_dir
 
     pruned, masks, meta = _load_pruned(ctx)
     t = ctx.stage.config["rewind_epoch"]
     model = rewound_model(ticket_dir(ctx.up("large"), t), pruned, masks, meta.get("kept"))
-    return _retrain(ctx, model, masks, meta, rewind_epoch=t)
+    return (yield from _retrain(ctx, model, masks, meta, rewind_epoch=t))
 
 
-def _random_layerwise(ctx: Any) -> tuple[str, dict[str, Any]]:
+def _random_layerwise(ctx: Any) -> Training:
     from prunebench.experiment.stages import _load_pruned
     from prunebench.prune.random_layerwise import random_layerwise
     from prunebench.train import load_model
@@ -179,7 +180,7 @@ def _random_layerwise(ctx: Any) -> tuple[str, dict[str, Any]]:
     large, _, _ = load_model(ctx.up("large") / "final")
     seed = ctx.stage.config["init_seed"]
     model, new_masks, kept = random_layerwise(large, masks, meta.get("kept"), seed=seed)
-    return _retrain(ctx, model, new_masks, {**meta, "kept": kept}, selection_seed=seed)
+    return (yield from _retrain(ctx, model, new_masks, {**meta, "kept": kept}, selection_seed=seed))
 
 
 #: stage kind -> run function, merged into `stages._KINDS`

@@ -436,12 +436,16 @@ def format_plan(plan: Plan, status: dict[str, str] | None = None, note: str | No
         lines.append(f"transferred patterns: {p.transfer.method} of preset {p.transfer.source} (its stages are upstream)")
     short = {s.id: s.dirname for s in plan.stages}
     budgets = planned_scratch_b(plan)
+    from prunebench.experiment.grouping import planned_groups  # it reads the stage kinds (stages.py)
+
+    groups = planned_groups(plan)
     for i, s in enumerate(plan.stages, 1):
         ups = ", ".join(f"{role}={short[u]}" for role, u in s.upstream.items())
         tail = f"  <- {ups}" if ups else ""
         stub = "  [not supported yet]" if p.unsupported else ""
         state = f"  [{status[s.id]}]" if s.id in status else ""
-        lines.append(f"  {i:3d}. {s.dirname}  {s.describe()}{tail}{stub}{state}")
+        together = f"  (group of {groups[s.id]})" if s.id in groups else ""
+        lines.append(f"  {i:3d}. {s.dirname}  {s.describe()}{together}{tail}{stub}{state}")
         recipe = stage_recipe(s)
         if recipe is not None:
             base = ""

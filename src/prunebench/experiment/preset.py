@@ -48,6 +48,8 @@ ARMS = (
 
 #: The default soft-pruning LR when SFP starts from a pretrained model (protocol §4.4).
 PRETRAINED_SOFT_LR = 0.001
+#: The largest `group_training` size: more models than this trained as one are not a small-net group.
+MAX_GROUP = 64
 
 @dataclass(frozen=True)
 class DataConfig:
@@ -59,12 +61,14 @@ class DataConfig:
     normalisation: str | None = None  # a name from `prunebench.data.NORMS`; None = the default
     classes: int | None = None  # image folders: the first N classes (quick runs)
     input_size: int | None = None  # image folders: the crop (224 for ImageNet; e.g. 56 for a 64-px toy)
+    crop_pad: int | None = None  # training augmentation: the random crop's zero padding (None: the data set's)
+    flip: bool | None = None  # training augmentation: random horizontal flips (None: the data set's)
 
     def fingerprint(self) -> dict[str, Any]:
         """What identifies the data before it is loaded (the split hash joins it at run time).
-        The image-folder keys join only when set, so older identities stay valid."""
+        The image-folder and augmentation keys join only when set, so older identities stay valid."""
         fp = dataclasses.asdict(self)
-        for key in ("classes", "input_size"):
+        for key in ("classes", "input_size", "crop_pad", "flip"):
             if fp[key] is None:
                 del fp[key]
         return fp
@@ -160,6 +164,8 @@ class Preset:
     notes: tuple[str, ...] = ()
     log_test_every_epoch: bool = True  # fills the reference-compatible best-on-test column
     weight_histograms: bool = False  # the report plots conv weight distributions (E14)
+    # training stages that train as one group: "auto" (experiment/grouping.py decides), "off", or up to K
+    group_training: str | int = "auto"
     unsupported: str | None = None  # a documented stub: validates, but does not run
     # soft-pruning run of a method trained from a pretrained model (SFP `pretrained = true`);
     # None = the large recipe at `PRETRAINED_SOFT_LR`
@@ -315,7 +321,8 @@ class _Reader:
 
 
 def _data(r: _Reader, raw: Any) -> DataConfig:
-    keys = {"name", "val_size", "train_subset", "test_subset", "split_seed", "normalisation", "classes", "input_size"}
+    keys = {"name", "val_size", "train_subset", "test_subset", "split_seed", "normalisation", "classes", "input_size",
+            "crop_pad", "flip"}
     t = r.table(raw, "data", keys)
     return DataConfig(
         name=r.get(t, "name", "data", r.str_),
@@ -326,6 +333,8 @@ def _data(r: _Reader, raw: Any) -> DataConfig:
         normalisation=r.get(t, "normalisation", "data", r.str_, None),
         classes=r.get(t, "classes", "data", r.pos_int, None),
         input_size=r.get(t, "input_size", "data", r.pos_int, None),
+        crop_pad=r.get(t, "crop_pad", "data", r.nonneg_int, None),
+        flip=r.get(t, "flip", "data", r.bool_, None),
     )
 
 
@@ -545,6 +554,12 @@ def _seeds(r: _Reader, t: dict[str, Any]) -> tuple[int, ...]:
     return seeds
 
 
+def _group_training(r: _Reader, v: Any, path: str) -> str | int:
+    if v in ("auto", "off") or (type(v) is int and 1 <= v <= MAX_GROUP):
+        return v
+    raise r.fail(path, f'expected "auto", "off" or a group size from 1 to {MAX_GROUP}, got {_show(v)}')
+
+
 def _transfer(r: _Reader, raw: Any) -> TransferConfig | None:
     if raw is None:
         return None
@@ -558,7 +573,7 @@ def parse_preset(raw: dict[str, Any], file: str) -> Preset:
     bad = value_error(raw)  # NaN/inf, integers beyond 64 bits, absurd nesting: anywhere, options included
     if bad:
         raise r.fail(*bad)
-    top = {"name", "description", "notes", "unsupported", "log_test_every_epoch", "weight_histograms", "seeds", "data", "model", "methods", "arms", "recipes", "budget", "transfer", "compare", "detection"}
+    top = {"name", "description", "notes", "unsupported", "log_test_every_epoch", "weight_histograms", "group_training", "seeds", "data", "model", "methods", "arms", "recipes", "budget", "transfer", "compare", "detection"}
     t = r.table(raw, "", top)
     unsupported = r.get(t, "unsupported", "", r.str_, None)
     recipes = r.table(r.get(t, "recipes", "", r.raw), "recipes", {"large", "finetune", "lottery", "soft_from_pretrained"})
@@ -592,6 +607,7 @@ def parse_preset(raw: dict[str, Any], file: str) -> Preset:
         notes=r.get(t, "notes", "", r.list_of(r.str_), ()),
         log_test_every_epoch=r.get(t, "log_test_every_epoch", "", r.bool_, True),
         weight_histograms=r.get(t, "weight_histograms", "", r.bool_, False),
+        group_training=r.get(t, "group_training", "", lambda v, path: _group_training(r, v, path), "auto"),
         unsupported=unsupported,
         soft_from_pretrained=soft_recipe,
         transfer=transfer,

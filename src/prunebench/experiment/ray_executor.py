@@ -122,6 +122,10 @@ class RayExecutor:
     def submit(self, fn: Callable[..., Any], *args: Any) -> futures.Future:
         gpus, cpus = 0.0, self.cpus_per_stage
         for i, a in enumerate(args):
+            if isinstance(a, list) and a and isinstance(a[0], StageTask):  # a group (grouping.py): one task's share
+                gpus = stage_gpus(a[0], self.cluster_gpus, self.gpus_per_stage)
+                if gpus and a[0].device is None:
+                    args = (*args[:i], [_with_device(t, "cuda") for t in a], *args[i + 1 :])
             if isinstance(a, StageTask):
                 gpus = stage_gpus(a, self.cluster_gpus, self.gpus_per_stage)
                 cpus = self.cpus_per_stage * stage_nproc(a.stage)  # its torchrun ranks run in the task

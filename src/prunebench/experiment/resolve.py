@@ -11,6 +11,7 @@ from typing import Any
 
 from prunebench.data import DatasetInfo, dataset_info
 from prunebench.data.info import sized
+from prunebench.data.loader import augmented
 from prunebench.errors import ConfigError, PrunebenchError
 from prunebench.experiment.identity import jsonable, non_default
 from prunebench.experiment.preset import MethodConfig, Preset
@@ -20,7 +21,8 @@ def plan_info(preset: Preset) -> DatasetInfo:
     folder, the preset's class count and crop)."""
     d = preset.data
     try:
-        return sized(dataset_info(d.name, norm=d.normalisation), classes=d.classes, input_size=d.input_size)
+        info = sized(dataset_info(d.name, norm=d.normalisation), classes=d.classes, input_size=d.input_size)
+        return augmented(info, d.crop_pad, d.flip)
     except PrunebenchError as e:
         raise ConfigError(f"{preset.file}: data: {e}") from None
 

@@ -30,7 +30,10 @@ from prunebench.experiment.graph import Plan, Stage
 from prunebench.experiment.planning import finished_seed_links, plan_run, with_store_folders
 from prunebench.experiment.preset import Preset
 from prunebench.experiment.resolve import check_runnable
-from prunebench.experiment.stages import STAGES_DIR, StageRecord, StageTask, compute_stage, failure_text, record_stage, upstream_outputs
+from prunebench.experiment.grouping import batches, group_size
+from prunebench.experiment.stages import (
+    STAGES_DIR, StageRecord, StageTask, compute_group, compute_stage, failure_text, record_stage, upstream_outputs,
+)  # fmt: skip
 from prunebench.train.speed import resolve_device
 from prunebench.train.threads import ThreadPolicy, usable_cores, use_threads
 from prunebench.experiment.store import ClaimLost, Store, StoreError
@@ -79,6 +82,13 @@ def run_threaded(task: StageTask, threads: ThreadPolicy | None) -> StageRecord:
     record comes back to the scheduler, which writes it to the store."""
     with use_threads(threads):
         return compute_stage(task)
+
+
+def run_group_threaded(tasks: list[StageTask], threads: ThreadPolicy | None) -> list[StageRecord | PrunebenchError]:
+    """What an executor runs for a group (grouping.py): its stages computed as one job, each
+    returning its record or its own error (`stages.compute_group`)."""
+    with use_threads(threads):
+        return compute_group(tasks)
 
 
 def run_experiment(
@@ -163,6 +173,7 @@ class _Scheduler:
             threads = ThreadPolicy(pinned=max(1, usable_cores() // self.workers), workers=self.workers)
         self.threads = threads
         self.progress, self.device, self.say, self.data_dir = progress, device, say, data_dir
+        self.group_size = group_size(plan, self.slot_devices[0])  # grouping.py: the preset's and the device's
         self.claimant = Claimant.this_process()
         self.started = time.time()
         self.stages_root = exp_dir / STAGES_DIR
@@ -258,8 +269,8 @@ class _Scheduler:
             return RunSummary(self.exp_dir, total, 0, total)
         heartbeat = Heartbeat(self.store.path, self.claimant)
         executor = self.executor or make_executor(self.workers)
-        running: dict[Future, Stage] = {}
-        slots: dict[Future, int] = {}  # the worker slot each running stage holds
+        running: dict[Future, list[Stage]] = {}  # one stage, or a group trained as one job
+        slots: dict[Future, int] = {}  # the worker slot each running job holds
         start = time.monotonic()
         cost_done, cost_left = 0.0, sum(map(_cost, waiting))
         try:
@@ -267,29 +278,45 @@ class _Scheduler:
                 if heartbeat.error is not None:
                     raise heartbeat.error
                 progressed = elsewhere = False
-                for s in [s for s in waiting if all(u in self.done for u in s.upstream.values())]:
-                    action = self._take(s, capacity=len(running) < self.workers)
-                    if action == "wait":
-                        elsewhere = elsewhere or not running  # with nothing running here, it waits for another process
-                        continue
-                    waiting.remove(s)
-                    progressed = True
-                    if action == "done":  # finished by another process
-                        self.done.add(s.id)
-                        self.by_others += 1
-                        cost_left -= _cost(s)
-                    elif action == "failed":
-                        self.failed.append((s, PrunebenchError(_first_line(self.store.stage(s.id)["error"]))))
-                        self.blocked.add(s.id)
-                    else:
+                for force in (False, True):  # a group waits for its partners only while other work goes on
+                    takeable = [s for s in waiting if all(u in self.done for u in s.upstream.values())]
+                    for job in batches(takeable, waiting, self.group_size, force=force):
+                        claimed = []
+                        for s in job:
+                            action = self._take(s, capacity=len(running) < self.workers)
+                            if action == "wait":
+                                elsewhere = elsewhere or not running  # with nothing running here, it waits for another process
+                                continue
+                            waiting.remove(s)
+                            progressed = True
+                            if action == "done":  # finished by another process
+                                self.done.add(s.id)
+                                self.by_others += 1
+                                cost_left -= _cost(s)
+                            elif action == "failed":
+                                self.failed.append((s, PrunebenchError(_first_line(self.store.stage(s.id)["error"]))))
+                                self.blocked.add(s.id)
+                            else:
+                                claimed.append(s)
+                        if not claimed:
+                            continue
                         if self.progress:
                             eta = ""
                             if cost_done:
                                 eta = f" (ETA {_fmt_time((time.monotonic() - start) / cost_done * cost_left)})"
-                            self.say(f"stage {len(self.done) + len(running) + 1}/{total}: {s.describe()}{eta}")
+                            together = f" (group of {len(claimed)})" if len(claimed) > 1 else ""
+                            n = len(self.done) + sum(map(len, running.values()))
+                            for k, s in enumerate(claimed, 1):
+                                self.say(f"stage {n + k}/{total}: {s.describe()}{together}{eta}")
                         slot = min(set(range(self.workers)) - set(slots.values()))
-                        fut = executor.submit(run_threaded, self._task(s, self.slot_devices[slot]), self.threads)
-                        running[fut], slots[fut] = s, slot
+                        tasks = [self._task(s, self.slot_devices[slot]) for s in claimed]
+                        if len(tasks) == 1:
+                            fut = executor.submit(run_threaded, tasks[0], self.threads)
+                        else:
+                            fut = executor.submit(run_group_threaded, tasks, self.threads)
+                        running[fut], slots[fut] = claimed, slot
+                    if progressed or running:
+                        break
                 for s in list(waiting):  # in plan order, so blocking propagates down the graph in one pass
                     if any(u in self.blocked for u in s.upstream.values()):
                         waiting.remove(s)  # an upstream stage failed: this one cannot run
@@ -301,28 +328,30 @@ class _Scheduler:
                         time.sleep(POLL_S)  # everything ready is running elsewhere: poll the store
                     continue
                 for fut in executor.wait(list(running), timeout=POLL_S if waiting else None):
-                    s = running.pop(fut)
+                    members = running.pop(fut)
                     slots.pop(fut)
-                    cost_done, cost_left = cost_done + _cost(s), cost_left - _cost(s)
-                    error = fut.exception()
-                    if error is None:
-                        try:  # only this process writes the store: the worker's record goes in under the claim
-                            record_stage(self.store, fut.result(), self.claimant.token)
-                        except ClaimLost:
+                    error = fut.exception()  # a group's job fails as a whole only when its worker does
+                    outcomes: list[Any] = [error] * len(members) if error else fut.result() if len(members) > 1 else [fut.result()]
+                    for s, outcome in zip(members, outcomes, strict=True):
+                        cost_done, cost_left = cost_done + _cost(s), cost_left - _cost(s)
+                        if isinstance(outcome, StageRecord):
+                            try:  # only this process writes the store: the worker's record goes in under the claim
+                                record_stage(self.store, outcome, self.claimant.token)
+                            except ClaimLost:
+                                waiting.append(s)  # another process took it over: wait for its result
+                                continue
+                            self.done.add(s.id)
+                            self.verified.add(s.id)  # just hashed by its worker
+                            self.ran += 1
+                        elif isinstance(outcome, StoreError):
+                            raise outcome  # the store cannot be written: nothing else can be recorded either
+                        elif isinstance(outcome, ClaimLost):
                             waiting.append(s)  # another process took it over: wait for its result
-                            continue
-                        self.done.add(s.id)
-                        self.verified.add(s.id)  # just hashed by its worker
-                        self.ran += 1
-                    elif isinstance(error, StoreError):
-                        raise error  # the store cannot be written: nothing else can be recorded either
-                    elif isinstance(error, ClaimLost):
-                        waiting.append(s)  # another process took it over: wait for its result
-                    else:
-                        with contextlib.suppress(StoreError):  # a full disk: the original error is the one to show
-                            self.store.mark_failed(s.id, failure_text(error), token=self.claimant.token)
-                        self.failed.append((s, error))
-                        self.blocked.add(s.id)
+                        else:
+                            with contextlib.suppress(StoreError):  # a full disk: the original error is the one to show
+                                self.store.mark_failed(s.id, failure_text(outcome), token=self.claimant.token)
+                            self.failed.append((s, outcome))
+                            self.blocked.add(s.id)
         finally:
             heartbeat.stop()
             executor.close()

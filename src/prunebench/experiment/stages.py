@@ -19,10 +19,11 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import inspect
 import json
 import os
 import traceback
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -92,6 +93,7 @@ def load_splits(data: dict[str, Any], data_dir: str | os.PathLike[str] | None = 
             data["name"], val_size=data["val_size"], train_subset=data["train_subset"],
             split_seed=data["split_seed"], norm=data["normalisation"], data_dir=data_dir,
             classes=data.get("classes"), input_size=data.get("input_size"),
+            crop_pad=data.get("crop_pad"), flip=data.get("flip"),
         )  # fmt: skip
         if data["test_subset"]:
             keep = balanced_head(splits.test_y, data["test_subset"])
@@ -172,34 +174,182 @@ def compute_stage(task: StageTask) -> StageRecord:
     """
     if task.threads:
         torch.set_num_threads(task.threads)
-    stage = task.stage
-    nproc = stage_nproc(stage)
-    if nproc > 1 and distributed.active() is None:  # `nproc = K` in its recipe: K processes under torchrun
-        return compute_under_torchrun(task, nproc)
+    if stage_nproc(task.stage) > 1 and distributed.active() is None:  # `nproc = K`: K processes under torchrun
+        return compute_under_torchrun(task, stage_nproc(task.stage))
     try:
-        if task.claim is not None and task.attach:
-            store = Store.open(task.exp_dir)
-            try:
-                store.attach_worker(stage.id, task.claim, os.getpid(), process_start(os.getpid()))
-            finally:
-                store.close()
-        out = Path(task.exp_dir) / STAGES_DIR / stage.dirname
-        rank = distributed.active()
-        if rank is None or rank.main:  # under the claim, every temporary file here is a dead process's
-            remove_transient(out)  # (under torchrun rank 0's alone: the other ranks never write here)
-        inputs = _verified_upstream(task)
-        splits = load_splits(stage.config["data"], task.data_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        record = StageRecord(stage.id, inputs=inputs)
-        ctx = _Ctx(task, record, splits, out)
-        record.style, record.extra = _KINDS[stage.kind](ctx)
-        record.outputs = hash_folder(out)
-        return record
+        ctx = _open(task)
+        done = _advance(ctx, _KINDS[task.stage.kind](ctx))
+        while isinstance(done, TrainJob):  # a training kind: train its job alone
+            done = _advance(ctx, done.generator, _train_alone(ctx, done))
+        return _close(ctx, done)
     except (ClaimLost, StoreError):
         raise  # not this process's stage any more, or nowhere to record anything
     except BaseException as e:
-        e.stage_traceback = "".join(traceback.format_exception(e))[-4000:]  # type: ignore[attr-defined]
-        raise
+        raise _tagged(e)
+
+
+def compute_group(tasks: Sequence[StageTask]) -> list[StageRecord | PrunebenchError]:
+    """Compute several training stages (`grouping.group_key` equal, one device) with their training
+    steps as one `train_group` call; everything else is done per stage as `compute_stage` does it.
+
+    The stages are prepared one after the other (seeding and model building as alone), then the jobs
+    that can train together (`_job_key`, `groupable`) train as one group; a stage that fails (its
+    preparation, its training, its recording) is returned as a `GroupMemberError`, the rest go on.
+    """
+    from prunebench.train.batched import Member, groupable, train_group
+
+    if tasks and tasks[0].threads:
+        torch.set_num_threads(tasks[0].threads)
+    outcomes: list[StageRecord | PrunebenchError | None] = [None] * len(tasks)
+    jobs: dict[int, tuple[_Ctx, TrainJob]] = {}
+
+    def step(i: int, ctx: _Ctx, job: TrainJob | None = None, result: Any = None) -> None:
+        """Run member i on to its next job or its end: from its start (no job), training its job
+        alone (no result), or with its job's result; a failure is its own."""
+        try:
+            if job is None:
+                done = _advance(ctx, _KINDS[ctx.stage.kind](ctx))
+            else:
+                done = _advance(ctx, job.generator, _train_alone(ctx, job) if result is None else result)
+            if isinstance(done, TrainJob):
+                jobs[i] = (ctx, done)
+            else:
+                outcomes[i] = _close(ctx, done)
+        except StoreError:  # nowhere to record anything (a lost claim is the member's own)
+            raise
+        except Exception as e:
+            outcomes[i] = GroupMemberError.of(_tagged(e))
+
+    for i, task in enumerate(tasks):  # one after another: each member's seeding is as alone
+        try:
+            ctx = _open(task)
+        except StoreError:  # nowhere to record anything (a lost claim is the member's own)
+            raise
+        except Exception as e:
+            outcomes[i] = GroupMemberError.of(_tagged(e))
+            continue
+        step(i, ctx)
+    while jobs:
+        batches: dict[str, list[int]] = {}
+        for i, (_, job) in jobs.items():
+            batches.setdefault(_job_key(job), []).append(i)
+        pending, jobs = jobs, {}
+        for members in batches.values():
+            if len(members) < 2 or groupable([pending[i][1].model for i in members]) is not None:
+                for i in members:  # these train alone, one after another
+                    step(i, *pending[i])
+                continue
+            ctx0, job0 = pending[members[0]]
+            try:
+                results = train_group(
+                    [Member(job.model, ctx.out, job.seed, job.callbacks, job.masks) for ctx, job in (pending[i] for i in members)],
+                    ctx0.splits, job0.recipe, device=ctx0.task.device, progress=None,
+                    test_every_epoch=ctx0.task.test_every_epoch,
+                )  # fmt: skip
+            except StoreError:  # nowhere to record anything (a lost claim is the member's own)
+                raise
+            except Exception as e:  # the group's training failed: each of its members failed with it
+                for i in members:
+                    outcomes[i] = GroupMemberError.of(_tagged(e))
+                continue
+            for i, result in zip(members, results, strict=True):
+                step(i, *pending[i], result)
+    return [o if o is not None else GroupMemberError("the group finished without this stage") for o in outcomes]
+
+
+class GroupMemberError(PrunebenchError):
+    """A group member's failure as it crosses to the driver: its summary line and its traceback
+    (plain strings, so it pickles whatever the original error was)."""
+
+    def __init__(self, summary: str, stage_traceback: str = "") -> None:
+        super().__init__(summary, stage_traceback)
+        self.stage_traceback = stage_traceback
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+    @staticmethod
+    def of(e: BaseException) -> PrunebenchError:
+        if isinstance(e, ClaimLost):
+            return e  # the driver waits for whoever took the stage over
+        summary = str(e).splitlines()[0] if isinstance(e, PrunebenchError) and str(e) else f"{type(e).__name__}: {e}"
+        return GroupMemberError(summary, failure_text(e))
+
+
+@dataclass
+class TrainJob:
+    """What a training kind asks to have trained (`result = yield TrainJob(...)`): the `train()` call
+    it would make alone.  The driver (`compute_stage` alone, `compute_group` with others) sends the
+    `TrainResult` back."""
+
+    model: nn.Module
+    recipe: Any
+    seed: int
+    masks: Any = None
+    callbacks: Sequence[Any] = ()
+    generator: Any = None  # the kind waiting for the result (set by `_advance`)
+
+
+#: what a training kind is: a generator that yields its TrainJob and returns (style, extra)
+Training = Generator[TrainJob, Any, tuple[str, dict[str, Any]]]
+
+
+def kind_trains(kind: str) -> bool:
+    """Whether a stage kind trains through a TrainJob (and so may train in a group)."""
+    return inspect.isgeneratorfunction(_KINDS.get(kind))
+
+
+def _open(task: StageTask) -> _Ctx:
+    """A stage's context in its folder: claim attached, transient files removed, upstream verified, data loaded."""
+    stage = task.stage
+    if task.claim is not None and task.attach:
+        store = Store.open(task.exp_dir)
+        try:
+            store.attach_worker(stage.id, task.claim, os.getpid(), process_start(os.getpid()))
+        finally:
+            store.close()
+    out = Path(task.exp_dir) / STAGES_DIR / stage.dirname
+    rank = distributed.active()
+    if rank is None or rank.main:  # under the claim, every temporary file here is a dead process's
+        remove_transient(out)  # (under torchrun rank 0's alone: the other ranks never write here)
+    inputs = _verified_upstream(task)
+    splits = load_splits(stage.config["data"], task.data_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    return _Ctx(task, StageRecord(stage.id, inputs=inputs), splits, out)
+
+
+def _advance(ctx: _Ctx, kind_out: Any, result: Any = None) -> Any:
+    """Run a kind on to its next TrainJob (returned, holding the generator) or to its end: (style, extra).
+    A kind that trains nothing returns (style, extra) at once."""
+    if not isinstance(kind_out, Generator):
+        return kind_out
+    try:
+        job = kind_out.send(result)  # None starts it
+    except StopIteration as stop:
+        return stop.value
+    job.generator = kind_out
+    return job
+
+
+def _close(ctx: _Ctx, done: tuple[str, dict[str, Any]]) -> StageRecord:
+    record = ctx.store
+    record.style, record.extra = done
+    record.outputs = hash_folder(ctx.out)
+    return record
+
+
+def _tagged(e: BaseException) -> BaseException:
+    e.stage_traceback = "".join(traceback.format_exception(e))[-4000:]  # type: ignore[attr-defined]
+    return e
+
+
+def _job_key(job: TrainJob) -> str:
+    """Jobs that may train as one group: the same recipe, architecture, mask layout and callbacks."""
+    masks = sorted((k, list(v.shape)) for k, v in (job.masks or {}).items())
+    return json.dumps(
+        [dataclasses.asdict(job.recipe), attached_spec(job.model).to_dict(), masks, [type(c).__name__ for c in job.callbacks]],
+        sort_keys=True, default=str,
+    )  # fmt: skip
 
 
 def failure_text(e: BaseException) -> str:
@@ -295,13 +445,11 @@ def _record_training(
     )  # fmt: skip
 
 
-def _train(
-    ctx: _Ctx, model: nn.Module, recipe: Any, *, seed: int, masks: Any = None, callbacks: Sequence[Any] = ()
-) -> Any:
+def _train_alone(ctx: _Ctx, job: TrainJob) -> Any:
     from prunebench.train import train
 
     return train(
-        model, ctx.splits, recipe, ctx.out, seed=seed, callbacks=list(callbacks), masks=masks,
+        job.model, ctx.splits, job.recipe, ctx.out, seed=job.seed, callbacks=list(job.callbacks), masks=job.masks,
         device=ctx.task.device, progress=None, test_every_epoch=ctx.task.test_every_epoch,
     )  # fmt: skip
 
@@ -327,7 +475,7 @@ def _style(masks: Any) -> str:
 # -- the kinds ----------------------------------------------------------------------------
 
 
-def _train_large(ctx: _Ctx) -> tuple[str, dict[str, Any]]:
+def _train_large(ctx: _Ctx) -> Training:
     from prunebench.models import spec_from_dict
     from prunebench.train import SaveInitCallback, seed_everything
 
@@ -338,12 +486,12 @@ def _train_large(ctx: _Ctx) -> tuple[str, dict[str, Any]]:
     plain = ctx.stage.config["large_training"]["kind"] == "plain"
     callbacks = [SaveInitCallback(), *rewind_callbacks(ctx.stage.config), *([] if plain else method.large_training(opts, spec))]
     recipe = recipe_of(ctx.stage.config["recipe"])
-    result = _train(ctx, model, recipe, seed=ctx.stage.seed, callbacks=callbacks)
+    result = yield TrainJob(model, recipe, ctx.stage.seed, callbacks=callbacks)
     _record_training(ctx, "unpruned", model, None, result, recipe, 1.0)
     return "physical", {"large_training": ctx.stage.config["large_training"]["kind"]}
 
 
-def _soft_train(ctx: _Ctx) -> tuple[str, dict[str, Any]]:
+def _soft_train(ctx: _Ctx) -> Training:
     """Soft-pruning training (SFP) continuing from the pretrained large model's final weights."""
     from prunebench.train import load_model, seed_everything
 
@@ -352,7 +500,7 @@ def _soft_train(ctx: _Ctx) -> tuple[str, dict[str, Any]]:
     seed_everything(ctx.stage.seed)
     recipe = recipe_of(ctx.stage.config["recipe"])
     callbacks = method.large_training(opts, attached_spec(model))
-    result = _train(ctx, model, recipe, seed=ctx.stage.seed, callbacks=callbacks)
+    result = yield TrainJob(model, recipe, ctx.stage.seed, callbacks=callbacks)
     _record_training(ctx, "unpruned", model, None, result, recipe, 1.0)
     return "physical", {"large_training": ctx.stage.config["large_training"]["kind"], "pretrained": True}
 
@@ -396,7 +544,7 @@ def _prune(ctx: _Ctx) -> tuple[str, dict[str, Any]]:
     return meta.get("style") or _style(masks), {"prune_info": meta.get("info")}
 
 
-def _finetune(ctx: _Ctx) -> tuple[str, dict[str, Any]]:
+def _finetune(ctx: _Ctx) -> Training:
     from prunebench.prune import PruneResult
     from prunebench.train import seed_everything
 
@@ -405,24 +553,24 @@ def _finetune(ctx: _Ctx) -> tuple[str, dict[str, Any]]:
     seed_everything(ctx.stage.seed)
     callbacks = method.finetune_callbacks(opts, PruneResult(model, masks, meta.get("kept"), meta.get("info") or {}))
     recipe = recipe_of(ctx.stage.config["recipe"])
-    result = _train(ctx, model, recipe, seed=ctx.stage.seed, masks=masks, callbacks=callbacks)
+    result = yield TrainJob(model, recipe, ctx.stage.seed, masks=masks, callbacks=callbacks)
     _record_training(ctx, "finetuned", model, masks, result, recipe, meta.get("flops_ratio"))
     return _style(masks), {}
 
 
-def _scratch(ctx: _Ctx, arm: str, recipe: Any, **budget: Any) -> tuple[str, dict[str, Any]]:
+def _scratch(ctx: _Ctx, arm: str, recipe: Any, **budget: Any) -> Training:
     from prunebench.prune.scratch import scratch_model
 
     pruned, masks, meta = _load_pruned(ctx)
     seed = ctx.stage.config["init_seed"]
     model, masks = scratch_model(pruned, seed=seed, masks=masks, reinit=ctx.stage.config["reinit"], selection_from=pruned)
-    result = _train(ctx, model, recipe, seed=seed, masks=masks)
+    result = yield TrainJob(model, recipe, seed, masks=masks)
     _record_training(ctx, arm, model, masks, result, recipe, meta.get("flops_ratio"), **budget)
     return _style(masks), {"paired_prune": ctx.stage.upstream["pruned"], **budget}
 
 
-def _scratch_e(ctx: _Ctx) -> tuple[str, dict[str, Any]]:
-    return _scratch(ctx, "scratch_e", recipe_of(ctx.stage.config["recipe"]))
+def _scratch_e(ctx: _Ctx) -> Training:
+    return (yield from _scratch(ctx, "scratch_e", recipe_of(ctx.stage.config["recipe"])))
 
 
 def scratch_b_recipe(
@@ -440,14 +588,14 @@ def scratch_b_recipe(
     return base.replace(epochs=budget.epochs, milestones=budget.milestones), budget
 
 
-def _scratch_b(ctx: _Ctx) -> tuple[str, dict[str, Any]]:
+def _scratch_b(ctx: _Ctx) -> Training:
     pruned, masks, meta = _load_pruned(ctx)
     recipe, budget = scratch_b_recipe(ctx.up("large"), pruned, masks, ctx.stage.config, meta.get("info"))
     policy = {**dataclasses.asdict(budget.policy), "capped": budget.capped}
-    return _scratch(ctx, "scratch_b", recipe, flops_ratio=budget.ratio, policy=policy)
+    return (yield from _scratch(ctx, "scratch_b", recipe, flops_ratio=budget.ratio, policy=policy))
 
 
-def _uniform(ctx: _Ctx) -> tuple[str, dict[str, Any]]:
+def _uniform(ctx: _Ctx) -> Training:
     from prunebench.measure import count_params, flops_ratio
     from prunebench.prune.scratch import scratch_model
     from prunebench.prune.uniform import uniform_spec
@@ -459,7 +607,7 @@ def _uniform(ctx: _Ctx) -> tuple[str, dict[str, Any]]:
     seed = ctx.stage.config["init_seed"]
     model, _ = scratch_model(spec, seed=seed)
     recipe = recipe_of(ctx.stage.config["recipe"])
-    result = _train(ctx, model, recipe, seed=seed)
+    result = yield TrainJob(model, recipe, seed)
     _record_training(ctx, "uniform_scratch", model, None, result, recipe, flops_ratio(large, model))
     return "physical", {"paired_prune": ctx.stage.upstream["pruned"], "width_factor": factor, "target_params": target}
 
@@ -471,7 +619,7 @@ def conv_density(masks: dict[str, torch.Tensor] | None) -> float:
     return float(sum(int(m.sum()) for m in convs) / total) if total else 1.0
 
 
-def _search_arm(ctx: _Ctx) -> tuple[str, dict[str, Any]]:
+def _search_arm(ctx: _Ctx) -> Training:
     """The architecture-search arms (docs/methods.md §10), freshly initialised and trained with the
     Scratch-E recipe.  uniform_sparse: random masks at the pruned model's conv density.  guided(_sparse):
     the pruned model's per-stage widths (sized to its parameters) or per-stage densities and 3x3 maps.
@@ -517,12 +665,12 @@ def _search_arm(ctx: _Ctx) -> tuple[str, dict[str, Any]]:
         model, masks = scratch_model(spec, seed=seed)
         extra.update(stage_fractions=fractions, scale=scale, target_params=target)
     recipe = recipe_of(cfg["recipe"])
-    result = _train(ctx, model, recipe, seed=seed, masks=masks)
+    result = yield TrainJob(model, recipe, seed, masks=masks)
     _record_training(ctx, kind, model, masks, result, recipe, flops_ratio(large, model, masks))
     return _style(masks), extra
 
 
-def _ticket(ctx: _Ctx) -> tuple[str, dict[str, Any]]:
+def _ticket(ctx: _Ctx) -> Training:
     from prunebench.prune.lottery import lottery_recipe, random_ticket, ticket_dir, winning_ticket
     from prunebench.prune.scratch import scratch_model
     from prunebench.prune import prune_channels
@@ -542,7 +690,7 @@ def _ticket(ctx: _Ctx) -> tuple[str, dict[str, Any]]:
         model, _ = scratch_model(pruned, seed=seed, selection_from=pruned)
     lr = ctx.stage.payload["lr"]
     recipe = lottery_recipe(recipe_of(ctx.stage.config["recipe"]), lr)
-    result = _train(ctx, model, recipe, seed=seed, masks=masks)
+    result = yield TrainJob(model, recipe, seed, masks=masks)
     _record_training(ctx, f"{ctx.stage.kind}_lr{lr:g}", model, masks, result, recipe, meta.get("flops_ratio"))
     return _style(masks), {"paired_prune": ctx.stage.upstream["pruned"], "lr": lr}
 

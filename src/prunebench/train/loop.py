@@ -6,6 +6,7 @@ import copy
 import math
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import cast
 
@@ -30,7 +31,7 @@ from prunebench.train.monitors import (
 from prunebench.train.recipe import Recipe
 from prunebench.train.result import RESULT_FILE, TrainResult
 from prunebench.train.seeding import epoch_generator, seed_everything
-from prunebench.train.speed import resolve_speed
+from prunebench.train.speed import SpeedSettings, resolve_speed
 from prunebench.train.threads import adapt_threads
 from prunebench.train.state import STATE_DIR, check_same_run, restore_state, run_identity
 
@@ -62,6 +63,62 @@ def train(
     """
     out_dir = Path(out_dir)
     speed = resolve_speed(recipe, distributed.rank_device(device))  # under torchrun: this rank's GPU
+    run = prepare_run(model, splits, recipe, out_dir, seed=seed, callbacks=callbacks, masks=masks, speed=speed,
+                      progress=progress, test_every_epoch=test_every_epoch, tensorboard=tensorboard)
+    ctx = run.ctx
+    if (out_dir / RESULT_FILE).exists():
+        return finished_result(ctx)
+    ctx.out_dir = distributed.write_dir(out_dir)  # data-parallel: only rank 0 writes the run folder
+    open_run(ctx, out_dir)
+    # torch.compile of a module returns an OptimizedModule (its stub only says callable)
+    forward = cast(nn.Module, torch.compile(model)) if speed.compile else model
+    forward = distributed.wrap(forward, speed.device)  # under torchrun: gradients all-reduced (DDP)
+    # Keep the training images on the device for the whole run (a no-op on the CPU).
+    train_x, train_y = splits.train_x.to(speed.device), splits.train_y.to(speed.device)
+    try:
+        for cb in ctx.callbacks:
+            cb.on_train_start(ctx)
+        while ctx.epoch < recipe.epochs:
+            threads = adapt_threads()  # under a thread policy: re-check the free cores (train/threads.py)
+            _run_epoch(ctx, forward, train_x, train_y)
+            end_epoch(ctx, threads)
+        for cb in ctx.callbacks:
+            cb.on_train_end(ctx)
+    finally:
+        run.close()
+    return finish_run(ctx, eval_test)
+
+
+@dataclass
+class Run:
+    """One run's context plus the resources its callbacks hold (closed however the run ends)."""
+
+    ctx: TrainContext
+    progress: ProgressCallback
+    tensorboard: TensorBoardCallback | None
+
+    def close(self) -> None:
+        self.progress.close()
+        if self.tensorboard:
+            self.tensorboard.close()
+
+
+def prepare_run(
+    model: nn.Module,
+    splits: Splits,
+    recipe: Recipe,
+    out_dir: Path,
+    *,
+    seed: int,
+    callbacks: Sequence[Callback],
+    masks: Masks | None,
+    speed: SpeedSettings,
+    progress: bool | None,
+    test_every_epoch: bool,
+    tensorboard: bool,
+) -> Run:
+    """Move `model` to the device and give it its optimizer, its callbacks (the trainer's own after
+    the caller's) and its context; nothing is read or written yet."""
     model.to(speed.device)
     if speed.channels_last:
         model.to(memory_format=torch.channels_last)
@@ -86,39 +143,18 @@ def train(
         speed=speed, masks=masks or None, callbacks=all_callbacks,
         steps_per_epoch=math.ceil(len(splits.train_y) / recipe.batch_size),
     )
-    if (out_dir / RESULT_FILE).exists():
-        return _finished(ctx)
-    ctx.out_dir = distributed.write_dir(out_dir)  # data-parallel: only rank 0 writes the run folder
+    return Run(ctx, progress_cb, tb_cb)
+
+
+def open_run(ctx: TrainContext, out_dir: Path) -> None:
+    """Seed the global RNGs as a fresh run does, then resume from `out_dir/state/` when it exists."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    seed_everything(seed)
+    seed_everything(ctx.seed)
     if recover_dir(out_dir / STATE_DIR).exists():
         restore_state(ctx, out_dir / STATE_DIR)  # also restores the RNG states
-    # torch.compile of a module returns an OptimizedModule (its stub only says callable)
-    forward = cast(nn.Module, torch.compile(model)) if speed.compile else model
-    forward = distributed.wrap(forward, speed.device)  # under torchrun: gradients all-reduced (DDP)
-    # Keep the training images on the device for the whole run (a no-op on the CPU).
-    train_x, train_y = splits.train_x.to(speed.device), splits.train_y.to(speed.device)
-    try:
-        for cb in all_callbacks:
-            cb.on_train_start(ctx)
-        while ctx.epoch < recipe.epochs:
-            threads = adapt_threads()  # under a thread policy: re-check the free cores (train/threads.py)
-            _run_epoch(ctx, forward, train_x, train_y)
-            if threads is not None:
-                ctx.metrics["threads"] = threads
-            for cb in all_callbacks:
-                cb.on_epoch_end(ctx)
-            ctx.epoch += 1
-        for cb in all_callbacks:
-            cb.on_train_end(ctx)
-    finally:
-        progress_cb.close()
-        if tb_cb:
-            tb_cb.close()
-    return _finish(ctx, eval_test)
 
 
-def _finished(ctx: TrainContext) -> TrainResult:
+def finished_result(ctx: TrainContext) -> TrainResult:
     """A finished run: check it is this run, give the caller its final weights, return its result."""
     result = TrainResult.load(ctx.out_dir)
     ckpt = read_checkpoint(ctx.out_dir / FINAL_DIR, expected_spec=getattr(ctx.model, "spec", None))
@@ -127,15 +163,62 @@ def _finished(ctx: TrainContext) -> TrainResult:
     return result
 
 
-def _run_epoch(ctx: TrainContext, forward: nn.Module, x: Images, y: torch.Tensor) -> None:
-    recipe, speed = ctx.recipe, ctx.speed
-    lr = recipe.lr_at(ctx.epoch)
+@dataclass
+class EpochTally:
+    """The running sums behind an epoch's train loss and accuracy."""
+
+    loss_sum: float = 0.0
+    seen: int = 0
+    correct: torch.Tensor = field(default_factory=lambda: torch.zeros((), dtype=torch.int64))
+
+
+def begin_epoch(ctx: TrainContext) -> EpochTally:
+    """Set epoch `ctx.epoch`'s learning rate and start its metrics row."""
+    lr = ctx.recipe.lr_at(ctx.epoch)
     for group in ctx.optimizer.param_groups:
         group["lr"] = lr
     ctx.metrics = {"epoch": ctx.epoch, "lr": lr}
+    return EpochTally(correct=torch.zeros((), dtype=torch.int64, device=ctx.speed.device))
+
+
+def check_loss(ctx: TrainContext, loss: float) -> None:
+    """Record the step's loss; a non-finite one ends the run with the last good checkpoint named."""
+    ctx.loss = loss
+    if not math.isfinite(ctx.loss):
+        raise PrunebenchError(
+            f"loss became {ctx.loss} at epoch {ctx.epoch} step {ctx.step}; " + _last_good(ctx)
+        )
+
+
+def take_step(ctx: TrainContext, tally: EpochTally, logits: torch.Tensor, yb: torch.Tensor, batch_n: int,
+              weight: float = 1.0) -> None:
+    """After backward: the callbacks' gradient edits, the optimizer step, the counters, the tally."""
+    for cb in ctx.callbacks:
+        cb.before_step(ctx)
+    ctx.optimizer.step()
+    ctx.step += 1
+    ctx.images_seen += batch_n
+    if weight:
+        tally.loss_sum += ctx.loss * len(yb)
+        tally.seen += len(yb)
+        tally.correct += (logits.argmax(1) == yb).sum()
+    for cb in ctx.callbacks:
+        cb.after_step(ctx)
+
+
+def end_epoch(ctx: TrainContext, threads: int | None) -> None:
+    """The epoch's end: its callbacks (evaluation, metrics, checkpoint, ...), then the next epoch."""
+    if threads is not None:
+        ctx.metrics["threads"] = threads
+    for cb in ctx.callbacks:
+        cb.on_epoch_end(ctx)
+    ctx.epoch += 1
+
+
+def _run_epoch(ctx: TrainContext, forward: nn.Module, x: Images, y: torch.Tensor) -> None:
+    recipe, speed = ctx.recipe, ctx.speed
+    tally = begin_epoch(ctx)
     forward.train()
-    loss_sum, seen = 0.0, 0
-    correct = torch.zeros((), dtype=torch.int64, device=speed.device)
     rank = distributed.active()
     for xb, yb in batches(x, y, info=ctx.splits.info, batch_size=recipe.batch_size, train=True,
                           generator=epoch_generator(ctx.seed, ctx.epoch), device=speed.device,
@@ -146,29 +229,19 @@ def _run_epoch(ctx: TrainContext, forward: nn.Module, x: Images, y: torch.Tensor
         with speed.autocast():
             logits = forward(xb)
         loss = F.cross_entropy(logits.float(), yb)
-        ctx.loss = loss.item()
-        if not math.isfinite(ctx.loss):
-            raise PrunebenchError(
-                f"loss became {ctx.loss} at epoch {ctx.epoch} step {ctx.step}; " + _last_good(ctx)
-            )
+        check_loss(ctx, loss.item())
         ctx.optimizer.zero_grad(set_to_none=True)
         (loss * weight if rank is not None else loss).backward()
-        for cb in ctx.callbacks:
-            cb.before_step(ctx)
-        ctx.optimizer.step()
-        ctx.step += 1
-        ctx.images_seen += batch_n
-        if weight:
-            loss_sum += ctx.loss * len(yb)
-            seen += len(yb)
-            correct += (logits.argmax(1) == yb).sum()
-        for cb in ctx.callbacks:
-            cb.after_step(ctx)
+        take_step(ctx, tally, logits, yb, batch_n, weight)
     if rank is not None:  # the epoch's numbers over the whole global batch
-        loss_sum, seen_f, correct_f = rank.sum(loss_sum, seen, float(correct.item()))
-        seen, correct = int(seen_f), torch.tensor(int(correct_f))
-    ctx.metrics["train_loss"] = loss_sum / max(seen, 1)
-    ctx.metrics["train_acc"] = correct.item() / max(seen, 1)
+        loss_sum, seen_f, correct_f = rank.sum(tally.loss_sum, tally.seen, float(tally.correct.item()))
+        tally.loss_sum, tally.seen, tally.correct = loss_sum, int(seen_f), torch.tensor(int(correct_f))
+    record_train_metrics(ctx, tally)
+
+
+def record_train_metrics(ctx: TrainContext, tally: EpochTally) -> None:
+    ctx.metrics["train_loss"] = tally.loss_sum / max(tally.seen, 1)
+    ctx.metrics["train_acc"] = tally.correct.item() / max(tally.seen, 1)
 
 
 def _last_good(ctx: TrainContext) -> str:
@@ -185,7 +258,7 @@ def _test_acc(model: nn.Module, ctx: TrainContext) -> float | None:
     return evaluate_loss_acc(model, s.test_x, s.test_y, info=s.info, speed=ctx.speed)[1]
 
 
-def _finish(ctx: TrainContext, eval_test: bool) -> TrainResult:
+def finish_run(ctx: TrainContext, eval_test: bool) -> TrainResult:
     """Write `final/` (and `best/` without a validation split), test once, then `result.json` last."""
     out, model = ctx.out_dir, ctx.model
     start = time.perf_counter()
