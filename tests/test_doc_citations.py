@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-#: `docs/methods.md §2.3-§2.5`, `docs/protocol.md §3, methods.md §1.6`: the sections after each file name
+#: `docs/methods.md §2.3-§2.5`, `docs/protocol.md §3, docs/methods.md §1.6`: the sections after each file name
 CITATION = re.compile(r"docs/([\w-]+\.md)((?:\s*(?:[-–,;]|and)?\s*§\d+(?:\.\d+)*)+)")
 SECTION = re.compile(r"§(\d+(?:\.\d+)*)")
 HEADING = re.compile(r"^#{2,4} (\d+(?:\.\d+)*)\.?\s", re.M)
@@ -34,7 +34,7 @@ def test_every_cited_section_exists() -> None:
 
 
 def test_no_bare_citations_left() -> None:
-    """`methods.md §5` without `docs/`, or a note that is not in the repository (`lessons.md`,
+    """`docs/methods.md §5` without `docs/`, or a note that is not in the repository (`lessons.md`,
     `shared/reference`), points nowhere a reader can find."""
     bare = re.compile(r"(?<![\w/\[])(?:methods|protocol)\.md\s*§")
     elsewhere = re.compile(r"\blessons\.md|shared/reference")  # docs/ links its own files relatively

@@ -1,4 +1,4 @@
-"""Scratch-B budgets: the worked examples of protocol.md §5 and the edge cases of each rule."""
+"""Scratch-B budgets: the worked examples of docs/protocol.md §5 and the edge cases of each rule."""
 
 from __future__ import annotations
 

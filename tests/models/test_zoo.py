@@ -118,7 +118,7 @@ def test_imagenet_parameter_counts_equal_torchvision(name: str, params: int) -> 
     assert _params(_meta(variant(name, input_size=224))) == params
 
 
-# The L1-norm targets, resolved by hand from methods.md §2.4-§2.5 (keep = floor(C(1-p)); skip lists).
+# The L1-norm targets, resolved by hand from docs/methods.md §2.4-§2.5 (keep = floor(C(1-p)); skip lists).
 L1_WIDTHS = {
     "resnet56-a": [14] * 7 + [16, 14] + [32] + [28] * 8 + [64] + [57] * 7 + [64],
     "resnet56-b": [6] * 7 + [16, 16] + [32] + [22] * 6 + [32, 22] + [64] + [57] * 7 + [64],

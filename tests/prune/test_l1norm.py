@@ -69,11 +69,11 @@ def test_mask_form_computes_what_the_smaller_model_computes(trained: tuple) -> N
 
 
 def _stage_of(conv_id: int, per_stage: int) -> int:
-    """methods.md §2.4: stage of a conv id (1 = stem, even = block conv1)."""
+    """docs/methods.md §2.4: stage of a conv id (1 = stem, even = block conv1)."""
     return 0 if conv_id <= 2 * per_stage else 1 if conv_id <= 4 * per_stage else 2
 
 
-# methods.md §2.4, transcribed: skip list and per-stage prune ratios.
+# docs/methods.md §2.4, transcribed: skip list and per-stage prune ratios.
 RESNET_TARGETS = {
     "resnet56-a": (9, (16, 20, 38, 54), ("0.1", "0.1", "0.1")),
     "resnet56-b": (9, (16, 18, 20, 34, 38, 54), ("0.6", "0.3", "0.1")),
@@ -162,6 +162,6 @@ def test_options_are_checked() -> None:
 
 
 def test_keep_count_is_exact_where_floats_round_down() -> None:
-    assert int(10 * (1 - 0.9)) == 0  # the float hazard of methods.md §1.2
+    assert int(10 * (1 - 0.9)) == 0  # the float hazard of docs/methods.md §1.2
     assert keep_count(10, 0.9) == 1
     assert keep_count(32, 0.3) == 22

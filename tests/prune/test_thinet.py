@@ -167,6 +167,6 @@ def test_other_named_targets_resolve_exactly(name: str) -> None:
     target = variant(name, num_classes=10, input_size=32)
     kept = {g: list(range(k)) for g, k in plan.keep.items()}
     assert base.with_kept(kept).widths()[: len(target.widths())] == target.widths()
-    if name[-1].isdigit():  # floor(C · r) per stage, methods.md §3.4
+    if name[-1].isdigit():  # floor(C · r) per stage, docs/methods.md §3.4
         r = int(name[-2:]) / 100
         assert {k for g, k in plan.keep.items() if g.startswith("layer1.")} == {int(64 * r)}
