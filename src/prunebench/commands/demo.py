@@ -15,7 +15,7 @@ from prunebench.commands.run import claim_out
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_true", help="a smoke run (600 images, 1-3 epochs, tiny width; about a minute or less on 2 CPU cores); its numbers mean nothing")
-    size.add_argument("--full", action="store_true", help="5 seeds and doubled schedules (the demo's convergence control; about 2 hours on 2 CPU cores)")
+    size.add_argument("--full", action="store_true", help="5 seeds and doubled schedules (the demo's convergence control; about 3 h 20 min on 2 CPU cores)")
     parser.add_argument("--out", metavar="DIR", help="experiment folder (default: runs/demo, runs/demo-quick or runs/demo-full)")
     parser.add_argument("--workers", type=argtypes.WORKERS, metavar="N",
                         help="stages run in N local processes, sharing the cores (1..256; default: one per CPU core, "
@@ -25,13 +25,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = (
         "Trains VGG-11 at 1/4 width for 12 epochs (about 92.7%, converged) on the full Fashion-MNIST, prunes it with L1-norm and "
         "Network Slimming, and trains every control arm (fine-tuned, Scratch-E, Scratch-B, ...) for 3 seeds. "
-        "Rerunning it does nothing; an interrupted run resumes."
+        "About an hour on 2 CPU cores. Rerunning it does nothing; an interrupted run resumes."
     )
 
 
 def default_workers(quick: bool) -> int:
     """One single-thread worker per core on the CPU: the demo's small nets scale better over
-    processes than over threads (bench/demo.md); six large models are the most that can run at
+    processes than over threads (1.07x, bench/demo.md); six large models are the most that can run at
     once. One process on a GPU, and for the smoke run, whose stages are shorter than a worker's start."""
     import torch
 
