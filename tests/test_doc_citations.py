@@ -36,7 +36,8 @@ def test_every_cited_section_exists() -> None:
 def test_no_bare_citations_left() -> None:
     """`docs/methods.md §5` without `docs/`, or a note that is not in the repository (`lessons.md`,
     `shared/reference`), points nowhere a reader can find."""
-    bare = re.compile(r"(?<![\w/\[])(?:methods|protocol)\.md\s*§")
+    # also `docs/protocol.md, §7.1`: one form only, the file name right before its section
+    bare = re.compile(r"(?<![\w/\[])(?:methods|protocol)\.md\s*§|docs/(?:methods|protocol)\.md,\s*§")
     elsewhere = re.compile(r"\blessons\.md|shared/reference")  # docs/ links its own files relatively
     sources = [*(ROOT / "src").rglob("*.py"), *(ROOT / "src").rglob("*.toml"), *(ROOT / "src").rglob("*.md"), ROOT / "README.md"]
     found = [str(p.relative_to(ROOT)) for p in sources if bare.search(p.read_text(encoding="utf-8"))]

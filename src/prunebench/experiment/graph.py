@@ -16,7 +16,7 @@ train_large -> prune stages of the same seed, with the source's own data set, as
 upstream `source_large` / `source_pruned`.
 
 Every scratch-type stage hangs off the pruning run of the same seed (seed-paired,
-docs/protocol.md, §1 Arms), and records that run's identity as its `pruned` upstream.  Stages
+docs/protocol.md §1 Arms), and records that run's identity as its `pruned` upstream.  Stages
 with equal identity (the plain large model shared by L1-norm and magnitude
 pruning) appear once and list every method that uses them.
 """
@@ -175,7 +175,7 @@ def expand(preset: Preset, *, split_hash: str | None = None, source_split_hash: 
                     m.label,
                 )
                 b.link(m.label, "unpruned", large)
-                if "unpruned_plain" in arms and r.large_training["kind"] != "plain":  # docs/methods.md, §5.7 prunebench rules for slimming
+                if "unpruned_plain" in arms and r.large_training["kind"] != "plain":  # docs/methods.md §5.7 prunebench rules for slimming
                     plain = b.add("train_large", seed, plain_cfg, {}, plain_payload, m.label)
                     b.link(m.label, "unpruned_plain", plain, "unpruned")
             if arms <= {"unpruned", "unpruned_plain"}:

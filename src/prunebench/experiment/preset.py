@@ -39,14 +39,14 @@ ARMS = (
     "uniform_scratch",
     "winning_ticket",
     "random_ticket",
-    # architecture-search baselines (docs/methods.md, §10 Pruning as architecture search), trained from scratch only
+    # architecture-search baselines (docs/methods.md §10 Pruning as architecture search), trained from scratch only
     "uniform_sparse_scratch",  # mask methods: uniform density equal to the pruned model's
     "guided_scratch",  # structured methods: per-stage average widths of the pruned model
     "guided_sparse_scratch",  # mask methods: per-stage density and 3x3 keep maps
     "transferred_guided_scratch",  # patterns of another preset's pruned model (not runnable yet)
 )
 
-#: The default soft-pruning LR when SFP starts from a pretrained model (docs/protocol.md, §4.4 SFP recipe).
+#: The default soft-pruning LR when SFP starts from a pretrained model (docs/protocol.md §4.4 SFP recipe).
 PRETRAINED_SOFT_LR = 0.001
 #: The largest `group_training` size: more models than this trained as one are not a small-net group.
 MAX_GROUP = 64

@@ -620,7 +620,7 @@ def conv_density(masks: dict[str, torch.Tensor] | None) -> float:
 
 
 def _search_arm(ctx: _Ctx) -> Training:
-    """The architecture-search arms (docs/methods.md, §10 Pruning as architecture search), freshly initialised and trained with the
+    """The architecture-search arms (docs/methods.md §10 Pruning as architecture search), freshly initialised and trained with the
     Scratch-E recipe.  uniform_sparse: random masks at the pruned model's conv density.  guided(_sparse):
     the pruned model's per-stage widths (sized to its parameters) or per-stage densities and 3x3 maps.
     transferred_guided: the same, with the pattern of the transfer source's pruned model."""

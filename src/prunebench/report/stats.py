@@ -1,7 +1,7 @@
 """The statistics of a report: mean, sample std, t-based 95% CI, Welch's t-test,
 and the seed-paired difference, equivalence (TOST) and Holm machinery of the verdicts.
 
-Sample std uses n - 1 (docs/protocol.md, §7.1 Runs and statistics).  The confidence interval is
+Sample std uses n - 1 (docs/protocol.md §7.1 Runs and statistics).  The confidence interval is
 mean ± t(0.975, n-1) · std / √n.  A scratch arm is compared with the
 fine-tuned arm by Welch's unequal-variance t-test; with fewer than two runs in
 either arm, or p ≥ `ALPHA`, the report says it cannot tell them apart.  Where the
@@ -89,7 +89,7 @@ def paired_p(arm: dict[int, float], reference: dict[int, float]) -> float | None
 
 
 def paired_differences(arm: dict[int, float], reference: dict[int, float]) -> list[float]:
-    """arm - reference over the seeds both share, in seed order (the pairing of docs/protocol.md, §1 Arms)."""
+    """arm - reference over the seeds both share, in seed order (the pairing of docs/protocol.md §1 Arms)."""
     return [arm[s] - reference[s] for s in sorted(set(arm) & set(reference))]
 
 
