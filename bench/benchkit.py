@@ -11,6 +11,8 @@ import platform
 import time
 from datetime import datetime, timezone
 
+from typing import Any
+
 import torch
 
 from prunebench.data import Splits, dataset_info
@@ -47,3 +49,24 @@ def load_average() -> str:
 def machine_line() -> str:
     return (f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, torch {torch.__version__}, "
             f"{torch.get_num_threads()} thread(s), {platform.processor() or platform.machine()}, {load_average()}")
+
+
+def demo_large(epochs: int | None = None, *, overrides: tuple[str, ...] = (), val_size: int | None = None,
+               train_subset: int | None = None) -> tuple[Splits, Any, Any]:
+    """The demo's large-model run as the shipped `demo` preset defines it: (splits, model spec, recipe).
+
+    `epochs` and `overrides` (`data.flip=true`, ...) edit the preset as `prunebench run --set` would, so
+    the milestones follow the epochs; `val_size` / `train_subset` shrink the data for smoke runs."""
+    import dataclasses
+
+    from prunebench.data.loader import load
+    from prunebench.experiment.preset import load_preset
+    from prunebench.experiment.resolve import large_spec, recipe_of
+
+    sets = [*overrides, *([f"recipes.large.epochs={epochs}"] if epochs is not None else [])]
+    preset = load_preset("demo", sets)
+    d = dataclasses.replace(preset.data, **({} if val_size is None else {"val_size": val_size}),
+                            **({} if train_subset is None else {"train_subset": train_subset}))
+    splits = load(d.name, val_size=d.val_size, train_subset=d.train_subset, split_seed=d.split_seed,
+                  norm=d.normalisation, crop_pad=d.crop_pad, flip=d.flip)
+    return splits, large_spec(preset), recipe_of(preset.large.to_dict())

@@ -1,8 +1,8 @@
 """Convergence of the demo's large model: test accuracy at E and 2E epochs over seeds.
 
-Trains the demo's large model (VGG-11 x0.25 on the full Fashion-MNIST: 55,000 training
-images, the seeded 5,000-image validation split, the 10,000-image test set; batch 256,
-LR 0.2, /10 at 50% and 75%, bf16 where native) with the real trainer, one single-thread
+Trains the demo's large model as the shipped `demo` preset defines it (VGG-11 x0.25 on the
+full Fashion-MNIST: 55,000 training images, the seeded 5,000-image validation split, the
+10,000-image test set; its recipe at the given epochs) with the real trainer, one single-thread
 process per job and `--jobs` at a time, and prints, per epoch count, each seed's test
 accuracy at the best-on-validation checkpoint, their mean and sample std, and the paired
 gain of each doubling. The model counts as converged at E when doubling to 2E gains less
@@ -21,30 +21,27 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from benchkit import load_average, machine_line
+from benchkit import demo_large, load_average, machine_line
 
-AUGMENTATION = {"none": (0, False), "flip": (0, True), "pad2flip": (2, True)}
+#: `--aug`: the demo preset's data keys each choice sets
+AUGMENTATION = {"none": ("data.crop_pad=0", "data.flip=false"), "flip": ("data.crop_pad=0", "data.flip=true"),
+                "pad2flip": ("data.crop_pad=2", "data.flip=true")}
 
 
 def run_one(job: tuple[str, int, int, str, bool]) -> tuple[int, int, float, float]:
     """(epochs, seed, test accuracy at the best-on-validation checkpoint, last epoch's train accuracy)."""
     import torch
 
-    from prunebench.data.loader import load
-    from prunebench.models import build_model, variant
-    from prunebench.train import Recipe, seed_everything, train
+    from prunebench.models import build_model
+    from prunebench.train import seed_everything, train
 
     aug, epochs, seed, out, smoke = job
     torch.set_num_threads(1)
-    crop_pad, flip = AUGMENTATION[aug]
-    splits = load("fashion-mnist", val_size=100 if smoke else 5000, split_seed=0, crop_pad=crop_pad, flip=flip,
-                  train_subset=500 if smoke else None)
+    splits, spec, recipe = demo_large(epochs, overrides=AUGMENTATION[aug], val_size=100 if smoke else None,
+                                      train_subset=500 if smoke else None)
     seed_everything(seed)
-    model = build_model(variant("vgg11", splits.info, width_mult=0.25))
-    milestones = tuple(sorted({max(1, int(epochs * f)) for f in (0.5, 0.75)}))
-    recipe = Recipe(epochs=epochs, lr=0.2, batch_size=256, milestones=milestones, precision="auto")
-    res = train(model, splits, recipe, Path(out) / f"{aug}-e{epochs}-s{seed}", seed=seed, progress=False,
-                tensorboard=False)
+    res = train(build_model(spec), splits, recipe, Path(out) / f"{aug}-e{epochs}-s{seed}", seed=seed,
+                progress=False, tensorboard=False)
     assert res.test_acc_best_val is not None
     return epochs, seed, res.test_acc_best_val, res.history[-1]["train_acc"]
 

@@ -1,6 +1,6 @@
 """Workers: two single-thread processes, or one process with two threads, for the demo's training?
 
-Trains the demo's large model (VGG-11 x0.25, bf16 where native, batch 256) on the real
+Trains the demo's large model (the shipped `demo` preset's, one epoch) on the real
 Fashion-MNIST for the same number of images three ways, each measured in the same run:
 
   a) one process, 1 thread, alone            (the per-core speed)
@@ -21,20 +21,18 @@ import tempfile
 import time
 
 import torch
-from benchkit import load_average, machine_line
+from benchkit import demo_large, load_average, machine_line
 
-from prunebench.data.loader import load
-from prunebench.models import build_model, variant
-from prunebench.train import Recipe, seed_everything, train
+from prunebench.models import build_model
+from prunebench.train import seed_everything, train
 
 
 def one_run(threads: int, images: int, seed: int) -> float:
     """Seconds to train one epoch over `images` class-balanced training images."""
     torch.set_num_threads(threads)
-    splits = load("fashion-mnist", val_size=0, train_subset=images, crop_pad=0, flip=False)
+    splits, spec, recipe = demo_large(1, val_size=0, train_subset=images)
     seed_everything(seed)
-    model = build_model(variant("vgg11", splits.info, width_mult=0.25))
-    recipe = Recipe(epochs=1, lr=0.2, batch_size=256, precision="auto")
+    model = build_model(spec)
     with tempfile.TemporaryDirectory() as out:
         start = time.perf_counter()
         train(model, splits, recipe, out, seed=seed, progress=False, eval_test=False, tensorboard=False)
